@@ -1,0 +1,12 @@
+"""Layers: involution (Li et al. 2021) and SAGAN self-attention."""
+from .attention import SelfAttention2d
+from .involution import Involution2d, count_parameters, involution2d, involution2d_unfold, paper_param_count
+
+__all__ = [
+    "Involution2d",
+    "SelfAttention2d",
+    "count_parameters",
+    "involution2d",
+    "involution2d_unfold",
+    "paper_param_count",
+]

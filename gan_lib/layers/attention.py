@@ -1,0 +1,53 @@
+"""SAGAN self-attention (Zhang et al. 2019, "Self-Attention Generative Adversarial Networks"); paper §4.2, eq. (3).
+
+    q = W_q x,  k = W_k x  (C -> C/qk_ratio),   v = W_v x  (C -> C)
+    beta[i, j] = softmax_j(q_i . k_j)  over the N = H*W positions
+    o_i = sum_j beta[i, j] v_j,        y = gamma * o + x,   gamma a learned scalar initialised to 0.
+
+The product is computed with ``F.scaled_dot_product_attention`` (no 1/sqrt(d) scaling, as in SAGAN: ``scale=1``);
+``tests/test_layers.py`` checks it against the explicit bmm/softmax formula.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["SelfAttention2d"]
+
+
+class SelfAttention2d(nn.Module):
+    """Self-attention over all H*W positions. Shapes: (B, C, H, W) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int, qk_ratio: int = 8, use_sdpa: bool = True) -> None:
+        super().__init__()
+        for name, value in (("channels", channels), ("qk_ratio", qk_ratio)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if channels % qk_ratio:
+            raise ValueError(f"channels ({channels}) must be divisible by qk_ratio ({qk_ratio})")
+        self.channels, self.qk_ratio, self.use_sdpa = channels, qk_ratio, use_sdpa
+        self.query = nn.Conv2d(channels, channels // qk_ratio, 1)
+        self.key = nn.Conv2d(channels, channels // qk_ratio, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention output o (before gamma and the residual): (B, C, H, W)."""
+        b, c, h, w = x.shape
+        q = self.query(x).flatten(2).transpose(1, 2)  # (B, N, C/r)
+        k = self.key(x).flatten(2).transpose(1, 2)  # (B, N, C/r)
+        v = self.value(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        if self.use_sdpa:
+            o = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        else:
+            o = torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1).bmm(v)
+        return o.transpose(1, 2).reshape(b, c, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"expected input (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        return self.gamma * self.attend(x) + x
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, qk_ratio={self.qk_ratio}"
