@@ -1,0 +1,179 @@
+"""The paper's generator and critic (§4.2, Fig. 2); DCGAN, SAGAN and iGAN differ only in the inserted block.
+
+Generator (image_size S, width w; S=64, w=64 in the paper)::
+
+    z (128) -> ConvT 4x4 -> (S/8)w @ 4x4 -> [ConvT 4x4 /2 -> half the channels] ... -> w @ S/2 -> ConvT -> C @ S, tanh
+
+every layer but the last with spectral norm, batch norm and ReLU. Critic::
+
+    x (C @ S) -> Conv 4x4 /2 -> w @ S/2 -> ... -> (S/8)w @ 4x4 -> Conv 4x4 -> score
+
+with spectral norm and LeakyReLU(0.1), no batch norm. The block (self-attention for SAGAN, involution for iGAN)
+goes into the generator before its last layer (w channels at S/2) and into the critic after its first layer,
+as in the authors' code. ``num_blocks=2`` adds a second block one resolution further in (2w channels at S/4):
+the conv-inv-conv-inv-conv variant whose divergence §5.3 reports.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from .layers import Involution2d, SelfAttention2d
+
+__all__ = ["BLOCKS", "Generator", "Critic", "make_block"]
+
+BLOCKS = ("dcgan", "sagan", "igan")
+
+
+def make_block(
+    block: str,
+    channels: int,
+    kernel_size: int = 3,
+    groups: int = 4,
+    reduction_ratio: int = 2,
+    kernel_norm: str = "none",
+    kernel_clip: Optional[float] = None,
+    sigma_norm: str = "batch",
+) -> Optional[nn.Module]:
+    """The block a GAN inserts at ``channels``: None (DCGAN), self-attention (SAGAN) or involution (iGAN)."""
+    if block == "dcgan":
+        return None
+    if block == "sagan":
+        return SelfAttention2d(channels)
+    if block == "igan":
+        return Involution2d(
+            channels,
+            kernel_size=kernel_size,
+            groups=groups,
+            reduction_ratio=reduction_ratio,
+            kernel_norm=kernel_norm,
+            kernel_clip=kernel_clip,
+            sigma_norm=sigma_norm,
+        )
+    raise ValueError(f"unknown block {block!r}; choose one of {BLOCKS}")
+
+
+def _check_common(image_size: int, channels: int, width: int, block: str, num_blocks: int) -> int:
+    """Validate the shared arguments; return the number of stride-2 stages (log2(S) - 2)."""
+    if block not in BLOCKS:
+        raise ValueError(f"unknown block {block!r}; choose one of {BLOCKS}")
+    if not isinstance(image_size, int) or image_size < 16 or image_size & (image_size - 1):
+        raise ValueError(f"image_size must be a power of two >= 16 (the paper uses 64), got {image_size!r}")
+    for name, value in (("channels", channels), ("width", width)):
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    stages = image_size.bit_length() - 3  # 64 -> 4 stride-2 stages between 4x4 and 64x64
+    if not isinstance(num_blocks, int) or not 0 <= num_blocks <= stages - 1:
+        raise ValueError(f"num_blocks must be between 0 and {stages - 1} for image_size {image_size}, got {num_blocks!r}")
+    return stages
+
+
+class Generator(nn.Module):
+    """z (N, z_dim) -> images (N, channels, image_size, image_size) in [-1, 1]."""
+
+    def __init__(
+        self,
+        z_dim: int = 128,
+        image_size: int = 64,
+        channels: int = 3,
+        width: int = 64,
+        block: str = "dcgan",
+        num_blocks: int = 1,
+        kernel_size: int = 3,
+        groups: int = 4,
+        reduction_ratio: int = 2,
+        kernel_norm: str = "none",
+        kernel_clip: Optional[float] = None,
+    ) -> None:
+        super().__init__()
+        stages = _check_common(image_size, channels, width, block, num_blocks)
+        self.z_dim, self.image_size, self.channels, self.width = z_dim, image_size, channels, width
+        self.block, self.num_blocks = block, num_blocks if block != "dcgan" else 0
+
+        ch = width * 2 ** (stages - 1)  # 8w at 4x4 for 64 px
+        layers: list[nn.Module] = [_up(z_dim, ch, stride=1, padding=0)]
+        for stage in range(stages - 1):
+            layers.append(_up(ch, ch // 2))
+            ch //= 2
+            if stages - 2 - stage < self.num_blocks:  # the last num_blocks resolutions before the output layer
+                layers.append(make_block(block, ch, kernel_size, groups, reduction_ratio, kernel_norm, kernel_clip))
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must be (N, {self.z_dim}), got {tuple(z.shape)}")
+        return self.net(z[:, :, None, None])
+
+    def extra_repr(self) -> str:
+        return (
+            f"block={self.block!r}, num_blocks={self.num_blocks}, z_dim={self.z_dim}, "
+            f"image_size={self.image_size}, channels={self.channels}, width={self.width}"
+        )
+
+
+class Critic(nn.Module):
+    """WGAN critic: images (N, channels, image_size, image_size) -> scores (N,).
+
+    ``sigma_norm`` selects the normalisation inside the involution's kernel branch: ``"batch"`` (the paper's
+    choice, the default) makes one sample's score depend on the rest of its batch, which WGAN-GP's per-sample
+    gradient penalty does not assume; ``"layer"`` (per-sample) or ``"none"`` remove that dependence.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        channels: int = 3,
+        width: int = 64,
+        block: str = "dcgan",
+        num_blocks: int = 1,
+        kernel_size: int = 3,
+        groups: int = 4,
+        reduction_ratio: int = 2,
+        kernel_norm: str = "none",
+        kernel_clip: Optional[float] = None,
+        sigma_norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        stages = _check_common(image_size, channels, width, block, num_blocks)
+        self.image_size, self.channels, self.width = image_size, channels, width
+        self.block, self.num_blocks, self.sigma_norm = block, num_blocks if block != "dcgan" else 0, sigma_norm
+
+        layers: list[nn.Module] = []
+        ch_in, ch = channels, width
+        for stage in range(stages):
+            layers.append(_down(ch_in, ch))
+            if stage < self.num_blocks:  # after the first num_blocks layers
+                layers.append(
+                    make_block(block, ch, kernel_size, groups, reduction_ratio, kernel_norm, kernel_clip, sigma_norm)
+                )
+            ch_in, ch = ch, ch * 2
+        layers.append(nn.Conv2d(ch_in, 1, 4))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expected = (self.channels, self.image_size, self.image_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"images must be (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+        return self.net(x).flatten()
+
+    def extra_repr(self) -> str:
+        return (
+            f"block={self.block!r}, num_blocks={self.num_blocks}, image_size={self.image_size}, "
+            f"channels={self.channels}, width={self.width}, sigma_norm={self.sigma_norm!r}"
+        )
+
+
+def _up(ch_in: int, ch_out: int, stride: int = 2, padding: int = 1) -> nn.Sequential:
+    """Spectral-normalised 4x4 transposed conv, batch norm, ReLU."""
+    return nn.Sequential(
+        spectral_norm(nn.ConvTranspose2d(ch_in, ch_out, 4, stride, padding)), nn.BatchNorm2d(ch_out), nn.ReLU()
+    )
+
+
+def _down(ch_in: int, ch_out: int) -> nn.Sequential:
+    """Spectral-normalised 4x4 stride-2 conv, LeakyReLU(0.1)."""
+    return nn.Sequential(spectral_norm(nn.Conv2d(ch_in, ch_out, 4, 2, 1)), nn.LeakyReLU(0.1))
