@@ -168,7 +168,7 @@ def load_data(cfg: TrainConfig, progress: bool = False):
     from .data import load_dataset
 
     return load_dataset(cfg.dataset, root=cfg.data_root, image_size=cfg.image_size, split=cfg.split,
-                        max_images=cfg.max_images, seed=cfg.seed, progress=progress)
+                        max_images=cfg.max_images, seed=0, progress=progress)  # one fixed synthetic set for every run
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, dataset=None, progress: bool = False, callback=None) -> dict:

@@ -1,0 +1,192 @@
+"""The study's experiments as lists of training runs, and a resumable runner for them.
+
+Each experiment (one notebook) is a list of `RunSpec`: a configuration label, a seed, and the
+`TrainConfig` overrides on top of a preset. A run lives in ``<runs_root>/<preset>/<dataset><size>/<name>``,
+so runs shared between experiments (iGAN case 1 is Experiment 1's iGAN, Table 2's case 1 and the stability
+baseline) are trained once and reused. `run_all` trains what is missing, each run in its own subprocess
+(``python -m gan_lib train``): a failure is recorded and the others go on; completed or diverged runs are
+reused; interrupted ones resume from their last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ConfigError, TrainConfig, make_config
+
+# Table 2 of the paper (C = 64): the seven (K, G, R) cases, the printed min(FID), #parameters and s/step.
+# ``paper_params`` is what the paper prints; eq. (4) gives 544 for case 6 (the paper prints 644).
+TABLE2 = (
+    dict(case=1, K=3, G=4, R=2, paper_fid=61.51, paper_params=800, paper_sec_per_step=0.154),
+    dict(case=2, K=7, G=4, R=8, paper_fid=76.00, paper_params=520, paper_sec_per_step=0.333),
+    dict(case=3, K=7, G=4, R=2, paper_fid=112.85, paper_params=2080, paper_sec_per_step=0.342),
+    dict(case=4, K=3, G=4, R=8, paper_fid=76.01, paper_params=200, paper_sec_per_step=0.152),
+    dict(case=5, K=3, G=1, R=2, paper_fid=62.34, paper_params=2336, paper_sec_per_step=0.152),
+    dict(case=6, K=1, G=4, R=2, paper_fid=68.73, paper_params=644, paper_sec_per_step=0.120),
+    dict(case=7, K=5, G=4, R=2, paper_fid=63.37, paper_params=1312, paper_sec_per_step=0.230),
+)
+
+# Paper §5.3 failure modes, each against the stable baseline (iGAN case 1). The clip value is ours: the
+# paper does not give one.
+STABILITY = (
+    ("baseline", {}),
+    ("two_involutions", dict(num_blocks=2)),
+    ("two_involutions_clip", dict(num_blocks=2, kernel_clip=1.0)),
+    ("kernel_spectral_norm", dict(kernel_norm="spectral")),
+    ("kernel_batch_norm", dict(kernel_norm="batch")),
+)
+
+EXPERIMENTS = ("01_gan_comparison", "02_involution_hyperparameters", "03_stability", "04_mnist")
+DEFAULT_SEEDS = {"smoke": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: ``label`` names the configuration (shared by its seeds)."""
+
+    label: str
+    seed: int
+    overrides: tuple = ()  # sorted (key, value) pairs applied on top of the preset
+
+    @property
+    def name(self) -> str:
+        return f"{self.label}-s{self.seed}"
+
+    def config(self, preset: str, **common) -> TrainConfig:
+        return make_config(preset, **{**common, **dict(self.overrides), "seed": self.seed})
+
+
+def igan_label(K: int, G: int, R: int) -> str:
+    return f"igan-k{K}g{G}r{R}"
+
+
+def _specs(configs, seeds) -> list[RunSpec]:
+    return [RunSpec(label, seed, tuple(sorted(ov.items()))) for label, ov in configs for seed in seeds]
+
+
+def _igan(K=3, G=4, R=2, **extra) -> dict:
+    return dict(model="igan", kernel_size=K, groups=G, reduction_ratio=R, **extra)
+
+
+def gan_comparison(seeds=(0, 1, 2)) -> list[RunSpec]:
+    """Experiment 1 (§5.1): DCGAN, SAGAN and iGAN (Table 2 case 1)."""
+    return _specs([("dcgan", dict(model="dcgan")), ("sagan", dict(model="sagan")),
+                   (igan_label(3, 4, 2), _igan())], seeds)
+
+
+def involution_cases(seeds=(0, 1, 2)) -> list[RunSpec]:
+    """Experiment 2 (§5.2): the seven (K, G, R) cases of Table 2."""
+    return _specs([(igan_label(c["K"], c["G"], c["R"]), _igan(c["K"], c["G"], c["R"])) for c in TABLE2], seeds)
+
+
+def stability(seeds=(0, 1, 2)) -> list[RunSpec]:
+    """§5.3: two successive involutions (with and without kernel clipping), spectral / batch norm on the kernel."""
+    configs = []
+    for name, extra in STABILITY:
+        label = igan_label(3, 4, 2) + ("" if name == "baseline" else "-" + name.replace("_", "-"))
+        configs.append((label, _igan(**extra)))
+    return _specs(configs, seeds)
+
+
+def mnist(seeds=(0, 1, 2)) -> list[RunSpec]:
+    """Appendix: the three GANs on MNIST (1 channel); same specs as Experiment 1, another dataset."""
+    return gan_comparison(seeds)
+
+
+SPECS = {"01_gan_comparison": gan_comparison, "02_involution_hyperparameters": involution_cases,
+         "03_stability": stability, "04_mnist": mnist}
+
+
+def run_path(runs_root: str | Path, preset: str, dataset: str, image_size: int, spec: RunSpec) -> Path:
+    return Path(runs_root) / preset / f"{dataset}{image_size}" / spec.name
+
+
+def _set_value(v) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, (tuple, list)):
+        return ",".join(map(str, v))
+    return str(v)
+
+
+def read_status(path: Path) -> dict:
+    try:
+        return json.loads((Path(path) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_one(spec: RunSpec, preset: str, path: Path, *, threads: int | None = None, **common) -> dict:
+    """Train one run in a subprocess (or reuse it when already completed/diverged); returns its outcome."""
+    cfg = spec.config(preset, **common)
+    outcome = dict(label=spec.label, seed=spec.seed, name=spec.name, path=str(path))
+    status = read_status(path)
+    if status.get("state") in ("completed", "diverged") and status.get("steps") == cfg.steps:
+        saved = json.loads((path / "config.json").read_text())
+        if {k: v for k, v in saved.items() if k != "data_root"} == \
+                {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.to_dict().items() if k != "data_root"}:
+            return {**outcome, "state": status["state"], "step": status.get("step"), "reason": status.get("reason"),
+                    "reused": True, "wall_sec": 0.0}
+    path.mkdir(parents=True, exist_ok=True)
+    sets = [f"{k}={_set_value(v)}" for k, v in cfg.to_dict().items()]  # the whole config, explicitly
+    cmd = [sys.executable, "-m", "gan_lib", "train", "--preset", preset, "--out", str(path), "--no-progress",
+           "--set", *sets]
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    t0 = time.time()
+    with open(path / "train.log", "a") as log:
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    status = read_status(path)
+    state = status.get("state", "failed")
+    reason = status.get("reason")
+    if proc.returncode not in (0,) and state in ("running", "completed"):
+        state = "failed"
+    if state == "failed" and not reason:
+        reason = f"exit code {proc.returncode}; see {path / 'train.log'}"
+    return {**outcome, "state": state, "step": status.get("step"), "reason": reason, "reused": False,
+            "wall_sec": round(time.time() - t0, 1)}
+
+
+def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_root: str | None = None,
+            runs_root: str | Path = "runs", jobs: int = 1, threads: int | None = None, progress: bool = True,
+            **overrides) -> list[dict]:
+    """Train every spec not yet done; returns one outcome dict per spec (state, step, reason, path, reused).
+
+    ``overrides`` (e.g. ``steps``, ``image_size``, ``split``) apply to every run. With ``jobs > 1`` runs train
+    in parallel subprocesses (give each ``threads = cores // jobs``). Progress: a bar over runs.
+    """
+    from tqdm.auto import tqdm
+
+    common = dict(dataset=dataset, data_root=data_root, **overrides)
+    cfg0 = make_config(preset, **common)  # validate once, before anything starts
+    if jobs > 1:  # decode the dataset once (into the gan_lib cache) before parallel runs read it
+        from .train import load_data
+        load_data(cfg0, progress=progress)
+    paths = [run_path(runs_root, preset, dataset, cfg0.image_size, s) for s in specs]
+    bar = tqdm(total=len(specs), desc=f"runs ({preset}, {dataset})", unit="run", disable=not progress)
+    outcomes: list[dict | None] = [None] * len(specs)
+
+    def work(i):
+        try:
+            out = run_one(specs[i], preset, paths[i], threads=threads, **common)
+        except (ConfigError, OSError, ValueError) as e:
+            out = dict(label=specs[i].label, seed=specs[i].seed, name=specs[i].name, path=str(paths[i]),
+                       state="failed", step=None, reason=f"{type(e).__name__}: {e}", reused=False, wall_sec=0.0)
+        outcomes[i] = out
+        bar.set_postfix_str(f"{out['name']}: {out['state']}" + (" (reused)" if out["reused"] else ""))
+        bar.update(1)
+        return out
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(work, range(len(specs))))
+    bar.close()
+    return outcomes
