@@ -10,9 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp; see gan_lib/__init__.py
-import torch  # noqa: E402
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
