@@ -202,3 +202,10 @@ def test_self_attention_residual_gamma_starts_at_zero():
     assert layer.gamma.grad is not None
     with pytest.raises(ValueError, match="divisible"):
         SelfAttention2d(12)
+
+
+def test_involution_accepts_channels_last_and_keeps_the_layout():
+    x, kernel = _inputs(2, 8, 9, 9, 4, 3, 1, 1, dtype=torch.float32)
+    out = involution2d(x.contiguous(memory_format=torch.channels_last), kernel, 3)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(out, involution2d_unfold(x, kernel, 3), atol=1e-5)

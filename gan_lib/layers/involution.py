@@ -229,6 +229,10 @@ def involution2d(
     if c % groups:
         raise ValueError(f"channels ({c}) must be divisible by the kernel's groups ({groups})")
     dtype = torch.promote_types(x.dtype, kernel.dtype)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        # The shifted multiply-adds run on NCHW; a channels_last network gets its layout back afterwards.
+        out = involution2d(x.contiguous(), kernel.contiguous(), kernel_size, stride, dilation)
+        return out.contiguous(memory_format=torch.channels_last)
     if dtype in (torch.bfloat16, torch.float16):
         # Half precision (autocast): upcast once and sum the K*K terms in float32. Mixed-dtype multiply-adds
         # would convert every shifted window instead (measured 3x slower for the whole bf16 training step).
