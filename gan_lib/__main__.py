@@ -1,8 +1,9 @@
-"""Command line: ``python -m gan_lib {train,eval} ...``.
+"""Command line: ``python -m gan_lib {train,eval,reproduce} ...``.
 
     python -m gan_lib train --model igan --dataset celeba --data-root PATH --preset cpu --out runs/igan \\
         [--set key=value ...]
     python -m gan_lib eval runs/igan [--metrics swd kid] [--checkpoint best|last]
+    python -m gan_lib reproduce [--preset smoke|cpu|paper] [--data-root PATH] [--only 01,03] [--jobs N]
 
 A subcommand is a function ``add_<name>(subparsers)`` in ``SUBCOMMANDS`` that adds its parser and sets
 ``func`` (``args -> exit code``). Bad presets, models or keys exit with code 2 and a one-line message.
@@ -137,9 +138,56 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# --- reproduce ---
+
+def add_reproduce(sub) -> None:
+    p = sub.add_parser("reproduce", help="train the study and execute its notebooks (papermill + HTML)",
+                       description=(
+        "Run the study's notebooks (notebooks/0*.ipynb) with papermill into "
+        "<results>/<preset>/<notebook>/<notebook>.ipynb and render HTML beside them. Each notebook's runs are "
+        "trained first (finished runs are reused: running this again resumes the study). A failing notebook is "
+        "recorded in <results>/<preset>/reproduce_status.json and the others go on; the exit code is 1 when "
+        "any failed. Without --dataset/--data-root: CelebA when found, else the synthetic set (with a "
+        "warning). The MNIST notebook is skipped when no MNIST is found."))
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="config preset (default: cpu)")
+    p.add_argument("--dataset", help="dataset of notebooks 01-03: celeba | synthetic | folder | mnist "
+                                     "(default: celeba if found, else synthetic)")
+    p.add_argument("--data-root", help="its folder (default: the dataset's usual places)")
+    p.add_argument("--mnist-root", help="MNIST folder for 04 (default: $GAN_LIB_MNIST, ./data/MNIST, "
+                                        "../shared/data/MNIST)")
+    p.add_argument("--only", help="notebooks to run, by number or name, comma separated (e.g. 01,03)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel (default 1)")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: cores // jobs when jobs > 1)")
+    p.add_argument("--runs-root", default="runs", help="run folders (default: runs)")
+    p.add_argument("--results", default="results", help="executed notebooks, figures, tables (default: results)")
+    p.add_argument("--steps", type=int, help="generator steps (default: the preset's; for quick checks)")
+    p.add_argument("--eval-every", type=int, help="evaluation interval (default: the preset's)")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the preset's, e.g. 0,1,2 for cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-train", action="store_true",
+                   help="train nothing: render the notebooks from the runs already finished (a study in progress)")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import exit_code, reproduce, select_notebooks
+
+    seeds = None
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
+    status = reproduce(args.preset, only=args.only, dataset=args.dataset, data_root=args.data_root,
+                       mnist_root=args.mnist_root, jobs=args.jobs, threads=args.threads, runs_root=args.runs_root,
+                       results=args.results, steps=args.steps, eval_every=args.eval_every, seeds=seeds,
+                       progress=not args.no_progress, train=not args.no_train)
+    return exit_code(status, select_notebooks(args.only))
+
+
 # --- entry point ---
 
-SUBCOMMANDS = [add_train, add_eval]  # more subcommands: append an add_<name>(subparsers)
+SUBCOMMANDS = [add_train, add_eval, add_reproduce]  # more subcommands: append an add_<name>(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,9 @@ so runs shared between experiments (iGAN case 1 is Experiment 1's iGAN, Table 2'
 baseline) are trained once and reused. `run_all` trains what is missing, each run in its own subprocess
 (``python -m gan_lib train``): a failure is recorded and the others go on; completed or diverged runs are
 reused; interrupted ones resume from their last checkpoint.
+
+The notebooks use `experiment` (a notebook's specs with its parameters applied, as an `Experiment` with
+``run()`` and ``configs()``).
 """
 from __future__ import annotations
 
@@ -122,8 +125,10 @@ def read_status(path: Path) -> dict:
         return {}
 
 
-def run_one(spec: RunSpec, preset: str, path: Path, *, threads: int | None = None, **common) -> dict:
-    """Train one run in a subprocess (or reuse it when already completed/diverged); returns its outcome."""
+def run_one(spec: RunSpec, preset: str, path: Path, *, threads: int | None = None, train: bool = True,
+            **common) -> dict:
+    """Train one run in a subprocess (or reuse it when already completed/diverged); returns its outcome.
+    With ``train=False`` a run that is not finished is not started: its state is ``"not_trained"``."""
     cfg = spec.config(preset, **common)
     outcome = dict(label=spec.label, seed=spec.seed, name=spec.name, path=str(path))
     status = read_status(path)
@@ -133,6 +138,9 @@ def run_one(spec: RunSpec, preset: str, path: Path, *, threads: int | None = Non
                 {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.to_dict().items() if k != "data_root"}:
             return {**outcome, "state": status["state"], "step": status.get("step"), "reason": status.get("reason"),
                     "reused": True, "wall_sec": 0.0}
+    if not train:
+        return {**outcome, "state": "not_trained", "step": status.get("step"), "reused": False, "wall_sec": 0.0,
+                "reason": f"not finished ({status.get('state', 'no run folder')}); train=False"}
     path.mkdir(parents=True, exist_ok=True)
     sets = [f"{k}={_set_value(v)}" for k, v in cfg.to_dict().items()]  # the whole config, explicitly
     cmd = [sys.executable, "-m", "gan_lib", "train", "--preset", preset, "--out", str(path), "--no-progress",
@@ -158,8 +166,11 @@ def run_one(spec: RunSpec, preset: str, path: Path, *, threads: int | None = Non
 
 def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_root: str | None = None,
             runs_root: str | Path = "runs", jobs: int = 1, threads: int | None = None, progress: bool = True,
-            **overrides) -> list[dict]:
+            train: bool = True, **overrides) -> list[dict]:
     """Train every spec not yet done; returns one outcome dict per spec (state, step, reason, path, reused).
+
+    ``train=False`` only collects: finished runs are returned, unfinished ones get state ``"not_trained"``
+    (render the notebooks from what a long study has finished so far).
 
     ``overrides`` (e.g. ``steps``, ``image_size``, ``split``) apply to every run. With ``jobs > 1`` runs train
     in parallel subprocesses (give each ``threads = cores // jobs``). Progress: a bar over runs.
@@ -168,7 +179,7 @@ def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_
 
     common = dict(dataset=dataset, data_root=data_root, **overrides)
     cfg0 = make_config(preset, **common)  # validate once, before anything starts
-    if jobs > 1:  # decode the dataset once (into the gan_lib cache) before parallel runs read it
+    if jobs > 1 and train:  # decode the dataset once (into the gan_lib cache) before parallel runs read it
         from .train import load_data
         load_data(cfg0, progress=progress)
     paths = [run_path(runs_root, preset, dataset, cfg0.image_size, s) for s in specs]
@@ -177,7 +188,7 @@ def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_
 
     def work(i):
         try:
-            out = run_one(specs[i], preset, paths[i], threads=threads, **common)
+            out = run_one(specs[i], preset, paths[i], threads=threads, train=train, **common)
         except (ConfigError, OSError, ValueError) as e:
             out = dict(label=specs[i].label, seed=specs[i].seed, name=specs[i].name, path=str(paths[i]),
                        state="failed", step=None, reason=f"{type(e).__name__}: {e}", reused=False, wall_sec=0.0)
@@ -190,3 +201,95 @@ def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_
         list(pool.map(work, range(len(specs))))
     bar.close()
     return outcomes
+
+
+# --- the notebooks' entry point (added for the papermill study; the definitions above are unchanged) ---
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_path(path: str | Path) -> Path:
+    """``path`` if absolute, else relative to the repository root (where papermill runs the notebooks), so a
+    notebook opened from ``notebooks/`` finds the same ``runs/`` and ``results/``."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO / path
+
+
+def threads_for(jobs: int, cores: int | None = None) -> int | None:
+    """Torch threads per run: ``max(1, cores // jobs)`` when runs train in parallel, else None (torch's default)."""
+    if jobs <= 1:
+        return None
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // jobs)
+
+
+# What §5.3 reports for each stability configuration (label -> claim), for the notebooks' comparison.
+STABILITY_CLAIMS = {
+    igan_label(3, 4, 2): "stable (the baseline, Table 2 case 1)",
+    igan_label(3, 4, 2) + "-two-involutions": "diverges: the gradient penalty keeps increasing",
+    igan_label(3, 4, 2) + "-two-involutions-clip": "diverges too: clipping in the involution does not help",
+    igan_label(3, 4, 2) + "-kernel-spectral-norm": "model collapse or instability",
+    igan_label(3, 4, 2) + "-kernel-batch-norm": "model collapse or instability",
+}
+
+
+@dataclass
+class Experiment:
+    """One notebook's runs: its specs, the preset and the settings common to every run."""
+
+    name: str
+    preset: str
+    specs: list
+    common: dict  # dataset, data_root and the TrainConfig overrides applied to every run
+
+    def run(self, runs_root: str | Path = "runs", jobs: int = 1, threads: int | None = None,
+            progress: bool = True, train: bool = True) -> list[dict]:
+        """`run_all` over the specs: trains what is missing, reuses what is done; one outcome per spec.
+        A relative ``runs_root`` is relative to the repository root (`repo_path`); ``threads`` None with
+        ``jobs > 1``: `threads_for(jobs)`. ``train=False``: only the finished runs (the others are listed)."""
+        outcomes = run_all(self.specs, self.preset, runs_root=repo_path(runs_root), jobs=jobs,
+                           threads=threads or threads_for(jobs), progress=progress, train=train, **self.common)
+        missing = [o["name"] for o in outcomes if o["state"] == "not_trained"]
+        if missing:
+            print(f"train=False: {len(missing)} of {len(outcomes)} runs not finished yet, left out: "
+                  + ", ".join(missing))
+        return [o for o in outcomes if o["state"] != "not_trained"]
+
+    def configs(self) -> dict[str, TrainConfig]:
+        """{label: TrainConfig} of each configuration (its first seed)."""
+        out = {}
+        for s in self.specs:
+            out.setdefault(s.label, s.config(self.preset, **self.common))
+        return out
+
+    @property
+    def seeds(self) -> tuple:
+        return tuple(dict.fromkeys(s.seed for s in self.specs))
+
+    def describe(self) -> str:
+        cfg = next(iter(self.configs().values()))
+        labels = list(self.configs())
+        return (f"{self.name}: {len(labels)} configurations x {len(self.seeds)} seeds {list(self.seeds)} = "
+                f"{len(self.specs)} runs ({self.preset} preset: {cfg.dataset} {cfg.image_size}px, width "
+                f"{cfg.width}, batch {cfg.batch_size}, {cfg.steps} steps, {cfg.precision}, evaluated every "
+                f"{cfg.eval_every} steps on {', '.join(cfg.metrics)})\n  configurations: {', '.join(labels)}")
+
+
+def experiment(name: str, preset: str = "smoke", *, dataset: str = "celeba", data_root: str | None = None,
+               seeds=None, image_size: int | None = None, steps: int | None = None, eval_every: int | None = None,
+               device: str | None = None, precision: str | None = None, **extra) -> Experiment:
+    """The `Experiment` of notebook ``name`` (a key of `SPECS`), with the notebook's parameters: ``seeds``
+    None -> `DEFAULT_SEEDS[preset]`; ``image_size``, ``steps``, ``eval_every``, ``device``, ``precision`` and
+    ``extra`` (e.g. ``split="all"``) override the preset when not None. The config is validated here."""
+    if name not in SPECS:
+        raise ConfigError(f"unknown experiment {name!r}; choose one of {list(SPECS)}")
+    if preset not in DEFAULT_SEEDS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {list(DEFAULT_SEEDS)}")
+    seeds = tuple(DEFAULT_SEEDS[preset] if seeds is None else ([seeds] if isinstance(seeds, int) else seeds))
+    overrides = dict(image_size=image_size, steps=steps, eval_every=eval_every, device=device, precision=precision,
+                     **extra)
+    common = dict(dataset=dataset, data_root=None if data_root is None else str(data_root),
+                  **{k: v for k, v in overrides.items() if v is not None})
+    make_config(preset, **common)  # a bad value fails here, before any run starts
+    return Experiment(name, preset, SPECS[name](seeds), common)

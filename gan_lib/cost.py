@@ -1,0 +1,154 @@
+"""Memory and computation of a configuration (paper §4.4 "Memory & computation", Table 2's last columns).
+
+* `step_cost`: seconds per full training step (``train.train_step``: ``n_critic`` critic steps + one
+  generator step, as ``benchmarks/train_step.py`` times it) and peak resident memory, measured in a fresh
+  subprocess so the peak (``getrusage(RUSAGE_SELF).ru_maxrss``) belongs to that configuration alone.
+  Data are random uint8 images in memory (no dataset is loaded): the timing is the step, not the input.
+* `param_counts`: parameters of G and D and of their inserted blocks (attention / involution).
+* `involution_layer_params`: the true parameter count of the generator's involution layer (what eq. 4
+  estimates).
+* `cost_table`: all three for several configurations, one subprocess each, run one after another.
+
+Run as ``python -m gan_lib.cost '<json>'`` (what `step_cost` does): prints one JSON line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+
+from .config import TrainConfig
+
+
+def _channels(cfg: TrainConfig) -> int:
+    return 1 if cfg.dataset == "mnist" else 3
+
+
+def param_counts(cfg: TrainConfig, channels: int | None = None) -> dict:
+    """{params_G, params_D, params_block_G, params_block_D}: trainable parameters of the generator and the
+    critic, and of the attention / involution blocks inside them (0 for DCGAN)."""
+    from .layers import Involution2d, SelfAttention2d, count_parameters
+    from .train import build_models
+
+    G, D = build_models(cfg, channels or _channels(cfg))
+
+    def blocks(m):
+        return sum(count_parameters(b) for b in m.modules() if isinstance(b, (Involution2d, SelfAttention2d)))
+
+    return dict(params_G=count_parameters(G), params_D=count_parameters(D), params_block_G=blocks(G),
+                params_block_D=blocks(D))
+
+
+def involution_layer_params(cfg: TrainConfig, width: int | None = None) -> int:
+    """True trainable parameters of the generator's involution layer at C = ``width`` channels (default: the
+    config's width; the layer before the generator's output layer). Built with `networks.make_block`, the
+    factory the Generator uses, without the rest of the network. ValueError for a model without one."""
+    from .layers import Involution2d, count_parameters
+    from .networks import make_block
+
+    if cfg.model != "igan":
+        raise ValueError(f"model {cfg.model!r} has no involution layer")
+    layer = make_block(cfg.model, width or cfg.width, cfg.kernel_size, cfg.groups, cfg.reduction_ratio,
+                       cfg.kernel_norm, cfg.kernel_clip)
+    assert isinstance(layer, Involution2d)
+    return count_parameters(layer)
+
+
+def step_cost(cfg: TrainConfig, steps: int = 5, warmup: int = 2, *, channels: int | None = None,
+              threads: int | None = None, timeout: float | None = 600) -> dict:
+    """Time ``steps`` full training steps (after ``warmup``) of ``cfg`` in a fresh subprocess.
+
+    Returns {sec_per_step (median), sec_per_step_min, peak_rss_mb (the process's high-water mark: Python,
+    torch, models, optimiser states and the step's activations), base_rss_mb (after imports, before the
+    models), peak_gpu_mb (CUDA only), device, threads, timed_steps}. RuntimeError with the subprocess's output
+    when it fails.
+    """
+    job = dict(config=cfg.to_dict(), steps=steps, warmup=warmup, channels=channels or _channels(cfg),
+               threads=threads)
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    proc = subprocess.run([sys.executable, "-m", "gan_lib.cost", json.dumps(job)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"step_cost({cfg.model}) failed with exit code {proc.returncode}:\n"
+                           f"{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
+    return json.loads(lines[-1])
+
+
+def cost_table(configs: dict[str, TrainConfig], steps: int = 5, warmup: int = 2, threads: int | None = None,
+               progress: bool = True) -> pd.DataFrame:
+    """One row per label: label, model, sec_per_step, sec_per_step_min, peak_rss_mb, base_rss_mb, peak_gpu_mb
+    (CUDA only), device, threads, timed_steps, params_G, params_D, params_block_G, params_block_D. Each configuration in its own subprocess, one after
+    another, so the timings are side by side under the same load."""
+    from tqdm.auto import tqdm
+
+    rows = []
+    for label, cfg in tqdm(configs.items(), desc="step cost", unit="config", disable=not progress):
+        rows.append(dict(label=label, model=cfg.model, **step_cost(cfg, steps, warmup, threads=threads),
+                         **param_counts(cfg)))
+    return pd.DataFrame(rows)
+
+
+def _max_rss_mb() -> float:
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def _measure(job: dict) -> dict:
+    import statistics
+    import time
+
+    import torch
+
+    from .train import autocast, build_models, resolve_device, train_step
+
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    base = _max_rss_mb()
+    cfg = TrainConfig.from_dict(job["config"])
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    G, D = build_models(cfg, job["channels"])
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    G.to(device, memory_format=fmt).train()
+    D.to(device, memory_format=fmt).train()
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    G_fwd = torch.compile(G) if cfg.compile else G
+    amp = autocast(device, cfg.precision)
+    images = torch.randint(0, 256, (max(256, cfg.batch_size), job["channels"], cfg.image_size, cfg.image_size),
+                           dtype=torch.uint8)
+    gen_noise = torch.Generator(device).manual_seed(cfg.seed + 1)
+
+    def next_batch():
+        idx = torch.randint(0, len(images), (cfg.batch_size,))
+        return (images[idx].float() / 127.5 - 1).to(device).contiguous(memory_format=fmt)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    times = []
+    for i in range(job["warmup"] + job["steps"]):
+        sync()
+        t0 = time.perf_counter()
+        train_step(G_fwd, D, opt_g, opt_d, next_batch, gen_noise, cfg, amp)
+        sync()
+        if i >= job["warmup"]:
+            times.append(time.perf_counter() - t0)
+    out = dict(sec_per_step=statistics.median(times), sec_per_step_min=min(times), peak_rss_mb=_max_rss_mb(),
+               base_rss_mb=base, device=str(device), threads=torch.get_num_threads(), timed_steps=len(times))
+    if device.type == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(_measure(json.loads(sys.argv[1]))), flush=True)

@@ -1,0 +1,243 @@
+"""The paper's figures from run folders (matplotlib, no pyplot state: safe under Agg and in notebooks).
+
+Every function returns a ``matplotlib.figure.Figure`` and, given ``path``, also saves it as PNG (dpi 120).
+In a notebook, ``%matplotlib inline`` displays a returned Figure.
+
+=============================  ==============================================================================
+`sample_grids`                 Fig. 3: the last sample grid of several runs side by side
+`emd_milestones`               Fig. 4: EMD estimate over steps (smoothed; raw faint), grids at milestones below
+`metric_curves`                Fig. 5: a metric over training per label, mean line and min-max / CI band over seeds
+`stability_curves`             Fig. 6: gradient penalty (log y) and losses over time, a marker where a run diverged
+`samples_over_steps`           Fig. 7: one run's sample grids across training steps
+=============================  ==============================================================================
+
+Runs are given as in `gan_lib.report` (outcome dicts from `study.run_all`, run folder paths or RunDirs).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from . import report
+from .run_dir import RunDir
+
+DPI = 120
+
+
+def _finish(fig: Figure, path: str | Path | None) -> Figure:
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return fig
+
+
+def sample_files(run) -> dict[int, Path]:
+    """{step: samples/step_XXXXXX.png} of one run, sorted by step."""
+    path = report.run_entries(run)[0]["path"]
+    files = {}
+    for p in sorted(RunDir(path).samples_dir.glob("step_*.png")):
+        m = re.fullmatch(r"step_(\d+)\.png", p.name)
+        if m:
+            files[int(m.group(1))] = p
+    return dict(sorted(files.items()))
+
+
+def read_grid(path: str | Path) -> np.ndarray:
+    """A sample grid PNG as an (H, W, 3) uint8 array (grayscale grids expanded to 3 channels)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _show(ax, image, title=None):
+    ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def _nearest(files: dict[int, Path], step: int | None) -> int:
+    steps = list(files)
+    return steps[-1] if step is None else min(steps, key=lambda s: abs(s - step))
+
+
+def sample_grids(runs, titles: list[str] | None = None, step: int | None = None, path=None,
+                 panel_size: float = 3.6) -> Figure:
+    """Fig. 3: one panel per run with its sample grid at ``step`` (default: the last one saved; the
+    nearest saved step otherwise). Runs without samples get an empty panel saying so."""
+    entries = report.run_entries(runs)
+    fig = Figure(layout="constrained", figsize=(panel_size * len(entries), panel_size + 0.4))
+    axes = np.atleast_1d(fig.subplots(1, len(entries)))
+    for i, (ax, e) in enumerate(zip(axes, entries)):
+        files = sample_files(e)
+        title = titles[i] if titles else e["label"]
+        if not files:
+            ax.axis("off")
+            ax.set_title(f"{title}\n(no samples)", fontsize=9)
+            continue
+        s = _nearest(files, step)
+        _show(ax, read_grid(files[s]), f"{title} (step {s})")
+    return _finish(fig, path)
+
+
+def _smooth(values: pd.Series, frac: float = 0.02) -> pd.Series:
+    window = max(1, int(len(values) * frac), 3 if len(values) >= 30 else 1)
+    return values.rolling(window, center=True, min_periods=1).mean()
+
+
+def pick_milestones(steps: list[int], n: int) -> list[int]:
+    """Up to ``n`` of ``steps`` spread evenly, always with the first and the last."""
+    steps = sorted(steps)
+    if len(steps) <= n:
+        return steps
+    idx = np.unique(np.round(np.linspace(0, len(steps) - 1, n)).astype(int))
+    return [steps[i] for i in idx]
+
+
+def emd_milestones(run, milestones: int | list[int] = 5, path=None, smooth: float = 0.02) -> Figure:
+    """Fig. 4: the critic's EMD estimate E[D(real)] - E[D(fake)] per step (raw, faint; rolling mean over
+    ``smooth`` of the steps, solid) with dashed lines at milestone steps, and the sample grids at those steps
+    beneath (``milestones``: a count spread over the saved grids, or a list of steps)."""
+    e = report.run_entries(run)[0]
+    metrics = report.load_metrics([e])
+    files = sample_files(e)
+    steps = (pick_milestones(list(files), milestones) if isinstance(milestones, int)
+             else [_nearest(files, s) for s in milestones] if files else [])
+    ncol = max(1, len(steps))
+    fig = Figure(layout="constrained", figsize=(max(8.0, 2.2 * ncol), 6.0))
+    gs = fig.add_gridspec(2, ncol, height_ratios=[1.3, 1.0])
+    ax = fig.add_subplot(gs[0, :])
+    if len(metrics):
+        emd = pd.to_numeric(metrics["emd"], errors="coerce")
+        ax.plot(metrics["step"], emd, color="C0", alpha=0.25, lw=0.8, label="EMD (raw)")
+        ax.plot(metrics["step"], _smooth(emd, smooth), color="C0", lw=1.8, label="EMD (smoothed)")
+        ax.legend(loc="upper right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no metrics.csv rows", ha="center", va="center", transform=ax.transAxes)
+    for s in steps:
+        ax.axvline(s, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("generator step")
+    ax.set_ylabel("EMD estimate")
+    ax.set_title(f"{e['label']} (seed {e['seed']}): EMD over training")
+    for i, s in enumerate(steps):
+        _show(fig.add_subplot(gs[1, i]), read_grid(files[s]), f"step {s}")
+    return _finish(fig, path)
+
+
+def _band(values: np.ndarray, band: str):
+    """(low, high) across seeds (columns) for each row: 'minmax', 'sd' or 'ci' (95% t-interval)."""
+    if band == "minmax":
+        return np.nanmin(values, axis=1), np.nanmax(values, axis=1)
+    lows, highs = [], []
+    for row in values:
+        t = report.t_interval(row)
+        if band == "ci":
+            lows.append(t["ci_low"])
+            highs.append(t["ci_high"])
+        else:
+            lows.append(t["mean"] - t["sd"])
+            highs.append(t["mean"] + t["sd"])
+    return np.array(lows), np.array(highs)
+
+
+def metric_curves(evals: pd.DataFrame, metrics: str | list[str], band: str = "minmax", labels=None, path=None,
+                  title: str | None = None, logy: bool = False) -> Figure:
+    """Fig. 5: per label, the mean over seeds of ``metric`` against the training step with a band over seeds
+    (``band``: 'minmax', 'sd' or 'ci'; drawn when a label has 2+ seeds); one panel per metric.
+    ``evals``: `report.load_evals`'s table."""
+    if band not in ("minmax", "sd", "ci"):
+        raise ValueError(f"band must be 'minmax', 'sd' or 'ci', got {band!r}")
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not metrics:
+        raise ValueError("no metric to plot (the runs have no evaluations?)")
+    labels = list(labels) if labels is not None else list(pd.unique(evals["label"]))
+    fig = Figure(layout="constrained", figsize=(5.5 * len(metrics), 4.2))
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    for ax, metric in zip(axes, metrics):
+        if metric not in evals:
+            raise KeyError(f"metric {metric!r} not in the evaluations; present: {report.metric_columns(evals)}")
+        for i, label in enumerate(labels):
+            g = evals[evals["label"] == label]
+            if not len(g):
+                continue
+            wide = g.pivot_table(index="step", columns="seed", values=metric, aggfunc="mean").sort_index()
+            mean = wide.mean(axis=1, skipna=True)
+            n_seeds = wide.shape[1]
+            ax.plot(wide.index, mean, marker="o", ms=3, color=f"C{i}", label=f"{label} (n={n_seeds})")
+            if n_seeds > 1:
+                lo, hi = _band(wide.to_numpy(dtype=float), band)
+                ax.fill_between(wide.index, lo, hi, color=f"C{i}", alpha=0.2, lw=0)
+        ax.set_xlabel("generator step")
+        ax.set_ylabel(metric)
+        if logy:
+            ax.set_yscale("log")
+        ax.set_title(title or f"{metric} over training ({'min-max' if band == 'minmax' else band} over seeds)",
+                     fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
+def stability_curves(runs, path=None, smooth: float = 0.02) -> Figure:
+    """Fig. 6: per run (colour by label, one line per seed) the gradient penalty (log y) and the critic and
+    generator losses over steps (rolling mean over ``smooth`` of the steps); an ``x`` marks the step where
+    a run diverged (from status.json)."""
+    entries = report.run_entries(runs)
+    metrics, table = report.load_metrics(entries), report.load_runs(entries)
+    labels = list(dict.fromkeys(e["label"] for e in entries))
+    fig = Figure(layout="constrained", figsize=(15, 4.3))
+    axes = fig.subplots(1, 3)
+    panels = (("gp", "gradient penalty (log)"), ("loss_d", "critic loss"), ("loss_g", "generator loss"))
+    for r in table.itertuples():
+        g = metrics[metrics["name"] == r.name]
+        color = f"C{labels.index(r.label)}"
+        first = r.seed == min(e["seed"] for e in entries if e["label"] == r.label)
+        for ax, (col, _) in zip(axes, panels):
+            if not len(g):
+                continue
+            y = pd.to_numeric(g[col], errors="coerce")
+            if col == "gp":
+                y = y.clip(lower=1e-8)
+            ax.plot(g["step"], _smooth(y, smooth), color=color, lw=1.2, label=r.label if first else None)
+            ok = np.isfinite(y) & (g["step"] <= (r.step if r.step == r.step and r.step else g["step"].max()))
+            if r.state == "diverged" and ok.any():  # the last finite value at or before the divergence step
+                x_at, y_at = float(g["step"][ok].iloc[-1]), float(y[ok].iloc[-1])
+                ax.plot([x_at], [y_at], "x", color=color, ms=10, mew=2.5)
+                if col == "gp":
+                    ax.annotate(f"diverged @ {r.step}", (x_at, y_at), fontsize=7, color=color, xytext=(4, 4),
+                                textcoords="offset points")
+    for ax, (col, name) in zip(axes, panels):
+        if col == "gp":
+            ax.set_yscale("log")
+        ax.set_xlabel("generator step")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return _finish(fig, path)
+
+
+def samples_over_steps(run, steps: list[int] | None = None, max_panels: int = 6, path=None,
+                       panel_size: float = 2.8) -> Figure:
+    """Fig. 7: one run's sample grids at ``steps`` (default: up to ``max_panels`` saved steps spread over
+    training, first and last included), titled with the run's outcome (a run without grids: a note)."""
+    e = report.run_entries(run)[0]
+    files = sample_files(e)
+    outcome = report.load_runs([e]).iloc[0]["outcome"]
+    if not files:  # a run that failed before its first grid: say so in the figure
+        fig = Figure(layout="constrained", figsize=(6, 1.5))
+        fig.text(0.5, 0.5, f"{e['label']} (seed {e['seed']}): no samples/step_*.png in {e['path']}\n({outcome})",
+                 ha="center", va="center", fontsize=9)
+        return _finish(fig, path)
+    chosen = pick_milestones(list(files), max_panels) if steps is None else [_nearest(files, s) for s in steps]
+    fig = Figure(layout="constrained", figsize=(panel_size * len(chosen), panel_size + 0.6))
+    axes = np.atleast_1d(fig.subplots(1, len(chosen)))
+    for ax, s in zip(axes, chosen):
+        _show(ax, read_grid(files[s]), f"step {s}")
+    fig.suptitle(f"{e['label']} (seed {e['seed']}): {outcome}", fontsize=10)
+    return _finish(fig, path)

@@ -1,0 +1,136 @@
+"""The study's notebooks run end to end under the smoke preset (papermill), and so does
+``python -m gan_lib reproduce``: figures (PNG), tables (CSV + Markdown, expected columns, finite values),
+the executed notebook and its HTML.
+
+To keep this quick on a small CPU: 4 generator steps, evaluations at steps 2 and 4, one torch thread, the
+synthetic dataset for 01-03 (real MNIST for 04) and one runs folder shared by every test, so runs common to
+several notebooks (iGAN case 1) and the reproduce test's runs are trained once.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from gan_lib import reproduce
+from gan_lib.study import EXPERIMENTS
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = dict(preset="smoke", steps=4, eval_every=2, threads=1)
+PARAMETERS = ("preset", "dataset", "data_root", "image_size", "steps", "seeds", "eval_every", "device", "precision",
+              "out_dir", "runs_root", "jobs", "threads")
+
+# per notebook: the PNGs and {table: columns it must have}
+EXPECTED = {
+    "01_gan_comparison": (
+        ["fig3_samples.png", "fig4_igan_emd.png", "fig5_left_metrics.png"],
+        {"runs": ["label", "seed", "outcome", "swd_best", "swd_final", "sec_per_step"],
+         "table_comparison": ["label", "n", "outcome", "swd_best_mean", "swd_best_sd", "swd_best_n",
+                              "swd_best_ci_low", "swd_best_ci_high", "swd_final_mean", "sec_per_step_mean"],
+         "table_cost": ["label", "sec_per_step", "peak_rss_mb", "params_G", "params_D", "params_block_G"]}),
+    "02_involution_hyperparameters": (
+        ["fig5_right_cases.png", "samples_cases.png"],
+        {"table2": ["case", "K", "G", "R", "swd_best_mean", "swd_best", "eq4_params_C_run", "eq4_params_C64",
+                    "true_params_C_run", "true_params_C64", "paper_params", "paper_params_flag", "paper_min_fid",
+                    "paper_sec_per_step", "sec_per_step", "cost_sec_per_step", "peak_rss_mb"],
+         "table_cases": ["label", "swd_best_mean"], "table_cost": ["label", "sec_per_step", "peak_rss_mb"]}),
+    "03_stability": (
+        ["fig6_stability.png", "fig7_two_involutions.png"],
+        {"table_outcomes": ["label", "seed", "outcome", "step", "gp_max", "gp_final", "swd_final", "swd_best"],
+         "table_stability": ["label", "n", "outcome", "swd_best_mean"]}),
+    "04_mnist": (
+        ["samples_mnist.png", "metrics_mnist.png"],
+        {"table_mnist": ["label", "n", "outcome", "swd_best_mean", "swd_best_ci_low", "sec_per_step_mean"]}),
+}
+UNDEFINED_WITH_ONE_SEED = ("_sd", "_ci_low", "_ci_high")
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+def check_outputs(name: str, out: Path, n_runs: int) -> None:
+    pngs, tables = EXPECTED[name]
+    for png in pngs:
+        assert (out / png).read_bytes()[:4] == b"\x89PNG", png
+    for table, columns in tables.items():
+        df = pd.read_csv(out / f"{table}.csv")
+        assert (out / f"{table}.md").read_text().startswith("| "), table
+        missing = set(columns) - set(df.columns)
+        assert not missing, f"{table}.csv lacks {missing}"
+        numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+                   and not c.endswith(UNDEFINED_WITH_ONE_SEED)]
+        bad = [c for c in numeric if not np.isfinite(df[c].to_numpy(dtype=float)).all()]
+        assert not bad, f"{table}.csv has non-finite values in {bad}:\n{df[bad]}"
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == n_runs and (runs["state"] == "completed").all(), runs[["name", "outcome"]]
+
+
+def test_notebooks_are_clean_and_parameterised():
+    for name in EXPERIMENTS:
+        nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+        assert nb.cells[0].cell_type == "markdown"
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, name
+        names = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if "=" in line
+                 and not line.startswith("#")}
+        assert set(PARAMETERS) <= names, (name, set(PARAMETERS) - names)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{name} has stored outputs"
+                assert "def " not in cell.source and "class " not in cell.source, f"{name} defines code"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, n_runs", [("01_gan_comparison", 3), ("02_involution_hyperparameters", 7),
+                                          ("03_stability", 5)])
+def test_notebook_runs_on_synthetic(name, n_runs, runs_root, tmp_path):
+    out = tmp_path / name
+    params = dict(QUICK, dataset="synthetic", runs_root=str(runs_root), out_dir=str(out))
+    result = reproduce.execute_notebook(name, params, out, progress=False)
+    assert result["status"] == "ok", result["error"]
+    assert Path(result["notebook"]).exists() and Path(result["html"]).read_text().lstrip().startswith("<!DOCTYPE html>")
+    check_outputs(name, out, n_runs)
+    if name == "02_involution_hyperparameters":
+        t2 = pd.read_csv(out / "table2.csv")
+        assert t2["paper_params_flag"].tolist() == [False] * 5 + [True, False]
+    executed = nbformat.read(result["notebook"], as_version=4)
+    text = "".join(o.get("data", {}).get("text/markdown", "") for c in executed.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert "Synthetic data" in text  # the loud note about the dataset
+
+
+@pytest.mark.slow
+def test_mnist_notebook(mnist_root, runs_root, tmp_path):
+    out = tmp_path / "04_mnist"
+    params = dict(QUICK, dataset="mnist", data_root=str(mnist_root), runs_root=str(runs_root), out_dir=str(out))
+    result = reproduce.execute_notebook("04_mnist", params, out, progress=False)
+    assert result["status"] == "ok", result["error"]
+    check_outputs("04_mnist", out, 3)
+    runs = pd.read_csv(out / "runs.csv")
+    assert runs["outcome"].eq("completed").all()
+    assert (runs_root / "smoke" / "mnist32").is_dir()
+
+
+@pytest.mark.slow
+def test_reproduce_cli_end_to_end(runs_root, tmp_path):
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "gan_lib", "reproduce", "--preset", "smoke", "--only", "01", "--dataset", "synthetic",
+           "--steps", "4", "--eval-every", "2", "--threads", "1", "--runs-root", str(runs_root), "--results",
+           str(results), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "01_gan_comparison" in proc.stdout and "ok" in proc.stdout
+    out = results / "smoke" / "01_gan_comparison"
+    assert (out / "01_gan_comparison.ipynb").exists() and (out / "01_gan_comparison.html").exists()
+    check_outputs("01_gan_comparison", out, 3)
+    status = json.loads((results / "smoke" / "reproduce_status.json").read_text())
+    entry = status["notebooks"]["01_gan_comparison"]
+    assert entry["status"] == "ok" and entry["runs"] == {"completed": 3} and status["dataset"] == "synthetic"

@@ -1,0 +1,150 @@
+"""gan_lib.report on hand-made run folders with known numbers: per-run summaries, mean / sd / t-interval over
+seeds, outcomes, Table 2 (columns, eq. 4, the case 6 flag) and the Markdown writer."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from fake_runs import SLOW_ROWS_SEC, make_run
+
+from gan_lib import report
+from gan_lib.layers import Involution2d, count_parameters
+from gan_lib.study import TABLE2, igan_label
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """label 'a': 3 seeds with best swd 1, 2, 3; label 'b': one completed, one diverged at step 15."""
+    paths = [make_run(tmp_path, "a", 0, [5.0, 1.0], sec=0.1),
+             make_run(tmp_path, "a", 1, [2.0, 4.0], sec=0.2),
+             make_run(tmp_path, "a", 2, [3.0, 3.0], sec=0.3),
+             make_run(tmp_path, "b", 0, [7.0, 6.0]),
+             make_run(tmp_path, "b", 1, [8.0], state="diverged", step=15,
+                      reason="gradient penalty above 100.0 for 10 consecutive steps (step 15)")]
+    return paths
+
+
+def test_summarize_runs_best_final_and_timing(runs):
+    s = report.summarize_runs(runs)
+    assert list(s["label"]) == ["a", "a", "a", "b", "b"] and list(s["seed"]) == [0, 1, 2, 0, 1]
+    assert list(s["swd_best"]) == [1.0, 2.0, 3.0, 6.0, 8.0]
+    assert list(s["swd_best_step"]) == [20, 10, 10, 20, 10]
+    assert list(s["swd_final"]) == [1.0, 4.0, 3.0, 6.0, 8.0]
+    assert list(s["swd_16_best"]) == [0.5, 1.0, 1.5, 3.0, 4.0]
+    # the first 10 (slow) rows are left out of the median
+    assert s["sec_per_step"].tolist()[:3] == pytest.approx([0.1, 0.2, 0.3])
+    assert s.loc[4, "outcome"].startswith("diverged at step 15 (gradient penalty")
+    assert s.loc[4, "gp_max"] == pytest.approx(0.5 * 15) and s.loc[0, "gp_final"] == pytest.approx(10.0)
+    assert "swd_16_std" not in s and "eval_sec_best" not in s
+
+
+def test_aggregate_mean_sd_and_t_interval(runs):
+    agg = report.aggregate(report.summarize_runs(runs), ["swd"])
+    a = agg.set_index("label").loc["a"]
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, df=2) * sd / sqrt(n), sd = 1
+    assert a["n"] == 3 and a["outcome"] == "3/3 completed"
+    assert a["swd_best_mean"] == pytest.approx(2.0) and a["swd_best_sd"] == pytest.approx(1.0)
+    assert a["swd_best_n"] == 3
+    assert a["swd_best_ci_low"] == pytest.approx(2.0 - half) and a["swd_best_ci_high"] == pytest.approx(2.0 + half)
+    assert a["swd_final_mean"] == pytest.approx(8 / 3) and a["swd_final_sd"] == pytest.approx(np.std([1, 4, 3], ddof=1))
+    assert a["sec_per_step_mean"] == pytest.approx(0.2)
+    b = agg.set_index("label").loc["b"]
+    assert b["outcome"] == "1/2 completed, 1/2 diverged (step 15)"
+    assert b["swd_best_mean"] == pytest.approx(7.0) and b["swd_best_sd"] == pytest.approx(math.sqrt(2))
+    assert list(agg["label"]) == ["a", "b"]  # first-appearance order
+
+
+def test_t_interval_edge_cases():
+    one = report.t_interval([3.0, float("nan")])
+    assert one["n"] == 1 and one["mean"] == 3.0 and math.isnan(one["sd"]) and math.isnan(one["ci_low"])
+    assert report.t_interval([])["n"] == 0
+    two = report.t_interval([1.0, 3.0], confidence=0.9)
+    assert two["ci_high"] - two["mean"] == pytest.approx(6.313751514675041 * math.sqrt(2) / math.sqrt(2))
+
+
+def test_outcomes_from_run_all_dicts_and_missing_folders(runs, tmp_path):
+    failed = dict(label="c", seed=0, name="c-s0", path=str(tmp_path / "never-made"), state="failed",
+                  step=None, reason="exit code 1; see train.log", reused=False)
+    table = report.load_runs([str(runs[0]), failed])
+    assert list(table["state"]) == ["completed", "failed"]
+    assert table.loc[1, "outcome"] == "failed: exit code 1; see train.log"
+    s = report.summarize_runs([runs[0], failed])
+    assert math.isnan(s.loc[1, "swd_best"])
+    with pytest.raises(FileNotFoundError, match="never-made"):
+        report.load_runs([tmp_path / "never-made"])
+    with pytest.raises(KeyError, match=r"no run with label 'zzz'.*\['a', 'c'\]"):
+        report.pick([runs[0], failed], "zzz")
+    assert report.pick(runs, "a")["seed"] == 0 and report.pick(runs, "a", seed=2)["seed"] == 2
+    assert [e["label"] for e in report.first_seed(runs)] == ["a", "b"]
+
+
+def test_long_tables(runs):
+    m = report.load_metrics(runs)
+    assert len(m) == 20 * 4 + 15 and {"label", "seed", "step", "gp", "emd", "sec_per_step"} <= set(m.columns)
+    assert m["sec_per_step"].max() == SLOW_ROWS_SEC
+    ev = report.load_evals(runs)
+    assert len(ev) == 9 and report.metric_columns(ev) == ["swd", "swd_16"]
+    assert report.headline_metrics(ev) == ["swd"] and report.primary_metric(ev) == "swd"
+
+
+def test_table2_columns_eq4_and_case6_flag(tmp_path):
+    runs = []
+    for i, c in enumerate(TABLE2):
+        runs.append(make_run(tmp_path, igan_label(c["K"], c["G"], c["R"]), 0, [10.0 + i], model="igan",
+                             kernel_size=c["K"], groups=c["G"], reduction_ratio=c["R"], width=16))
+    costs = pd.DataFrame(dict(label=[igan_label(c["K"], c["G"], c["R"]) for c in TABLE2],
+                              sec_per_step=[0.1 * (i + 1) for i in range(7)], peak_rss_mb=[500.0] * 7))
+    t2 = report.table2(runs, costs=costs)
+    for col in ("case", "K", "G", "R", "label", "n", "outcome", "swd_best_mean", "swd_best_sd", "swd_best", "C_run",
+                "eq4_params_C_run", "eq4_params_C64", "true_params_C_run", "true_params_C64", "paper_params",
+                "paper_params_flag", "paper_params_note", "paper_min_fid", "paper_sec_per_step", "sec_per_step",
+                "cost_sec_per_step", "peak_rss_mb", "paper_time_rel_case1", "time_rel_case1"):
+        assert col in t2, col
+    assert list(t2["eq4_params_C64"]) == [800, 520, 2080, 200, 2336, 544, 1312]
+    assert list(t2["paper_params"]) == [800, 520, 2080, 200, 2336, 644, 1312]
+    assert list(t2["paper_params_flag"]) == [False] * 5 + [True, False]
+    assert t2.loc[5, "paper_params_note"] == "printed 644, eq. (4) gives 544"
+    assert list(t2["swd_best_mean"]) == [10.0 + i for i in range(7)]
+    assert (t2["C_run"] == 16).all()
+    # eq. (4) at C=16: exact where C divides by R*G, the formula's real value otherwise (R=8, G=4: 32)
+    assert t2.loc[0, "eq4_params_C_run"] == (16 // 4 + 9) * (16 // 8) * 4
+    assert t2.loc[1, "eq4_params_C_run"] == pytest.approx((16 / 4 + 49) * 16 / 8)
+    for i, c in enumerate(TABLE2):
+        assert t2.loc[i, "true_params_C64"] == count_parameters(Involution2d(64, c["K"], c["G"], c["R"]))
+        assert t2.loc[i, "true_params_C_run"] == count_parameters(Involution2d(16, c["K"], c["G"], c["R"]))
+    assert t2["cost_sec_per_step"].tolist() == pytest.approx([0.1 * (i + 1) for i in range(7)])
+    assert t2.loc[2, "paper_time_rel_case1"] == pytest.approx(0.342 / 0.154)
+    assert t2.loc[0, "sec_per_step"] == pytest.approx(0.1)
+    text = report.describe_table2(t2, "swd")
+    assert "case 1" in text and "644" in text and "Spearman" in text
+
+
+def test_table2_with_missing_cases(tmp_path):
+    t2 = report.table2([make_run(tmp_path, igan_label(3, 4, 2), 0, [4.0], model="igan")])
+    assert t2.loc[0, "outcome"] == "1/1 completed" and (t2.loc[1:, "outcome"] == "not run").all()
+    assert t2.loc[1:, "eq4_params_C64"].notna().all() and t2.loc[1:, "swd_best_mean"].isna().all()
+
+
+def test_markdown_writer_and_save_table(tmp_path):
+    df = pd.DataFrame({"name": ["a|b", "c"], "n": [1, 22], "x": [1.23456, float("nan")], "flag": [True, False]})
+    assert report.to_markdown(df) == (
+        "| name | n | x | flag |\n"
+        "| --- | ---: | ---: | --- |\n"
+        "| a\\|b | 1 | 1.235 | yes |\n"
+        "| c | 22 |  |  |\n")
+    assert report.to_markdown(df, floatfmt="{:.1f}").splitlines()[2] == "| a\\|b | 1 | 1.2 | yes |"
+    paths = report.save_table(df, tmp_path / "out", "t")
+    assert paths["md"].read_text() == report.to_markdown(df)
+    back = pd.read_csv(paths["csv"])
+    assert list(back.columns) == ["name", "n", "x", "flag"] and back.loc[0, "x"] == pytest.approx(1.23456)
+
+
+def test_describe_texts(runs):
+    agg = report.aggregate(report.summarize_runs(runs), ["swd"])
+    text = report.describe_ranking(agg, "swd")
+    assert text.startswith("Ranked by best swd") and "a 2 ± 1 < b 7 ± 1.4" in text
+    assert "b: 1/2 completed, 1/2 diverged (step 15)." in text
+    s = report.summarize_runs(runs)
+    out = report.describe_outcomes(s, {"a": "stable", "b": "diverges"})
+    assert "**a**: 3/3 completed" in out and "here: agrees" in out and "agrees (1/2 diverged)" in out
+    assert report.mean_sd(2.0, float("nan")) == "2" and report.mean_sd(float("nan"), 1.0) == ""

@@ -1,0 +1,36 @@
+"""gan_lib.study: run specs, shared run folders, reuse of finished runs, render-only mode."""
+import json
+
+from gan_lib import study
+
+
+def test_specs_share_runs_between_experiments():
+    names = {exp: {s.name for s in fn((0, 1, 2))} for exp, fn in study.SPECS.items()}
+    case1 = {f"{study.igan_label(3, 4, 2)}-s{i}" for i in range(3)}
+    assert case1 <= names["01_gan_comparison"] and case1 <= names["02_involution_hyperparameters"]
+    assert case1 <= names["03_stability"]
+    assert len(names["02_involution_hyperparameters"]) == 7 * 3
+    assert len(names["03_stability"]) == len(study.STABILITY) * 3
+    cfg = next(s for s in study.stability((0,)) if "two-involutions-clip" in s.label).config("cpu")
+    assert (cfg.num_blocks, cfg.kernel_clip, cfg.model) == (2, 1.0, "igan")
+
+
+def test_table2_cases_match_the_paper():
+    assert [(c["K"], c["G"], c["R"]) for c in study.TABLE2] == [
+        (3, 4, 2), (7, 4, 8), (7, 4, 2), (3, 4, 8), (3, 1, 2), (1, 4, 2), (5, 4, 2)]
+    assert [c["paper_params"] for c in study.TABLE2] == [800, 520, 2080, 200, 2336, 644, 1312]
+
+
+def test_run_all_reuses_finished_runs_and_train_false_only_collects(tmp_path):
+    dcgan, sagan = study.gan_comparison((0,))[:2]
+    common = dict(dataset="synthetic", runs_root=tmp_path, progress=False, steps=3, eval_every=3, max_images=64)
+    (first,) = study.run_all([dcgan], "smoke", **common)
+    assert first["state"] == "completed" and not first["reused"]
+    status = json.loads((tmp_path / "smoke" / "synthetic32" / "dcgan-s0" / "status.json").read_text())
+    assert status["step"] == 3
+    again, missing = study.run_all([dcgan, sagan], "smoke", train=False, **common)
+    assert again["reused"] and again["state"] == "completed"
+    assert missing["state"] == "not_trained" and not (tmp_path / "smoke" / "synthetic32" / "sagan-s0").exists()
+    # a changed config is not silently reused
+    (changed,) = study.run_all([dcgan], "smoke", train=False, **{**common, "max_images": 32})
+    assert changed["state"] == "not_trained"
