@@ -44,14 +44,6 @@ def fwd_bwd(impl, x, kernel, grad, k):
     return torch.autograd.grad(out, (x, kernel), grad)
 
 
-def high_water_mb() -> float:
-    """This process's peak resident set (VmHWM, reset by exec unlike ru_maxrss, which a child inherits)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only); use --no-memory")
-
-
 def peak_mb(impl, args) -> float:
     """Peak RSS growth (MB) of one forward+backward, in a fresh process."""
     code = f"""
@@ -61,9 +53,10 @@ import involution as bench, torch
 a = json.loads({json.dumps(json.dumps(vars(args)))})
 dtype = getattr(torch, a["dtype"])
 x, kernel, grad = bench.make_inputs(a["batch"], a["channels"], a["size"], a["groups"], a["k"], dtype)
-base = bench.high_water_mb()
+from gan_lib.cost import peak_rss_mb
+base = peak_rss_mb()
 bench.fwd_bwd({impl!r}, x, kernel, grad, a["k"])
-print(bench.high_water_mb() - base)
+print(peak_rss_mb() - base)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])

@@ -11,9 +11,7 @@ uint8 tensor, as in training). Prints the median over the timed steps; the LAST 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_lib.config import CHOICES, make_config, parse_overrides  # noqa: E402
-from gan_lib.train import autocast, build_models, resolve_device, train_step  # noqa: E402
+from gan_lib.cost import time_train_steps  # noqa: E402
 
 TARGET_SEC_PER_STEP = 0.43
 
@@ -49,39 +47,9 @@ def main(argv=None) -> float:
     cfg = make_config("paper", model=args.model, precision=args.precision, batch_size=args.batch,
                       image_size=args.image_size, width=args.width, n_critic=args.n_critic, device=args.device,
                       channels_last=args.channels_last, compile=args.compile, **parse_overrides(args.overrides))
-    device = resolve_device(cfg.device)
-    torch.manual_seed(0)
-    G, D = build_models(cfg, 3)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    G.to(device, memory_format=fmt).train()
-    D.to(device, memory_format=fmt).train()
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    G_fwd = torch.compile(G) if cfg.compile else G
-    amp = autocast(device, cfg.precision)
-    images = torch.randint(0, 256, (max(1024, cfg.batch_size), 3, cfg.image_size, cfg.image_size),
-                           dtype=torch.uint8)
-    gen_noise = torch.Generator(device).manual_seed(1)
-
-    def next_batch():
-        idx = torch.randint(0, len(images), (cfg.batch_size,))
-        return (images[idx].float() / 127.5 - 1).to(device).contiguous(memory_format=fmt)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    times = []
-    for i in range(args.warmup + args.steps):
-        sync()
-        t0 = time.perf_counter()
-        stats = train_step(G_fwd, D, opt_g, opt_d, next_batch, gen_noise, cfg, amp)
-        sync()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    loss_d, loss_g, gp, emd = stats.tolist()
-    sec = statistics.median(times)
-    params = sum(q.numel() for q in G.parameters()) + sum(q.numel() for q in D.parameters())
+    r = time_train_steps(cfg, steps=args.steps, warmup=args.warmup)
+    times, sec, params, device = r["times"], r["sec_per_step"], r["params"], r["device"]
+    loss_d, loss_g, gp, emd = r["last"]
     print(f"model={cfg.model} precision={cfg.precision} device={device} threads={torch.get_num_threads()} "
           f"batch={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} n_critic={cfg.n_critic} "
           f"channels_last={cfg.channels_last} compile={cfg.compile} params={params:,}")

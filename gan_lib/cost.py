@@ -2,7 +2,7 @@
 
 * `step_cost`: seconds per full training step (``train.train_step``: ``n_critic`` critic steps + one
   generator step, as ``benchmarks/train_step.py`` times it) and peak resident memory, measured in a fresh
-  subprocess so the peak (``getrusage(RUSAGE_SELF).ru_maxrss``) belongs to that configuration alone.
+  subprocess so the peak (VmHWM on Linux) belongs to that configuration alone.
   Data are random uint8 images in memory (no dataset is loaded): the timing is the step, not the input.
 * `param_counts`: parameters of G and D and of their inserted blocks (attention / involution).
 * `involution_layer_params`: the true parameter count of the generator's involution layer (what eq. 4
@@ -94,14 +94,27 @@ def cost_table(configs: dict[str, TrainConfig], steps: int = 5, warmup: int = 2,
     return pd.DataFrame(rows)
 
 
-def _max_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, which exec resets (``ru_maxrss`` would report the
+    parent's peak, inherited across fork + exec); elsewhere ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
-def _measure(job: dict) -> dict:
+def time_train_steps(cfg: TrainConfig, steps: int = 5, warmup: int = 2, channels: int = 3) -> dict:
+    """Time ``steps`` full training steps (``train.train_step``) of ``cfg`` after ``warmup``, in this process.
+
+    Data are random uint8 images in memory. Returns {times (seconds per timed step), sec_per_step (median),
+    sec_per_step_min, last (loss_d, loss_g, gp, emd of the last step), params (G + D), device}."""
     import statistics
     import time
 
@@ -109,13 +122,9 @@ def _measure(job: dict) -> dict:
 
     from .train import autocast, build_models, resolve_device, train_step
 
-    if job.get("threads"):
-        torch.set_num_threads(int(job["threads"]))
-    base = _max_rss_mb()
-    cfg = TrainConfig.from_dict(job["config"])
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    G, D = build_models(cfg, job["channels"])
+    G, D = build_models(cfg, channels)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     G.to(device, memory_format=fmt).train()
     D.to(device, memory_format=fmt).train()
@@ -123,7 +132,7 @@ def _measure(job: dict) -> dict:
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     G_fwd = torch.compile(G) if cfg.compile else G
     amp = autocast(device, cfg.precision)
-    images = torch.randint(0, 256, (max(256, cfg.batch_size), job["channels"], cfg.image_size, cfg.image_size),
+    images = torch.randint(0, 256, (max(256, cfg.batch_size), channels, cfg.image_size, cfg.image_size),
                            dtype=torch.uint8)
     gen_noise = torch.Generator(device).manual_seed(cfg.seed + 1)
 
@@ -135,17 +144,31 @@ def _measure(job: dict) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    times = []
-    for i in range(job["warmup"] + job["steps"]):
+    times, stats = [], None
+    for i in range(warmup + steps):
         sync()
         t0 = time.perf_counter()
-        train_step(G_fwd, D, opt_g, opt_d, next_batch, gen_noise, cfg, amp)
+        stats = train_step(G_fwd, D, opt_g, opt_d, next_batch, gen_noise, cfg, amp)
         sync()
-        if i >= job["warmup"]:
+        if i >= warmup:
             times.append(time.perf_counter() - t0)
-    out = dict(sec_per_step=statistics.median(times), sec_per_step_min=min(times), peak_rss_mb=_max_rss_mb(),
-               base_rss_mb=base, device=str(device), threads=torch.get_num_threads(), timed_steps=len(times))
-    if device.type == "cuda":
+    params = sum(p.numel() for p in G.parameters()) + sum(p.numel() for p in D.parameters())
+    return dict(times=times, sec_per_step=statistics.median(times), sec_per_step_min=min(times),
+                last=stats.tolist(), params=params, device=device)
+
+
+def _measure(job: dict) -> dict:
+    import torch
+
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    base = peak_rss_mb()
+    cfg = TrainConfig.from_dict(job["config"])
+    r = time_train_steps(cfg, job["steps"], job["warmup"], job["channels"])
+    out = dict(sec_per_step=r["sec_per_step"], sec_per_step_min=r["sec_per_step_min"], peak_rss_mb=peak_rss_mb(),
+               base_rss_mb=base, device=str(r["device"]), threads=torch.get_num_threads(),
+               timed_steps=len(r["times"]))
+    if r["device"].type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
 
