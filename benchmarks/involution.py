@@ -1,10 +1,11 @@
 """Involution: ``gan_lib.layers.involution2d`` against the unfold formulation of the official RedNet code.
 
     python benchmarks/involution.py [--batch 64 --channels 64 --size 32 --groups 4] [--kernels 1 3 5 7]
-        [--repeats 5] [--dtype float32|bfloat16]
+        [--repeats 5] [--dtype float32|bfloat16] [--compiled]
 
-For each K, forward+backward (gradients for x and the kernel) of both implementations are timed side by side
-in this one process, alternating, and the median is printed with the ratio unfold / ours. Peak memory is the
+For each K, forward+backward (gradients for x and the kernel) of the implementations are timed side by side
+in this one process, alternating: ours with the eager backend, ours with the torch.compile backend
+(``--compiled``; compiled once per K before timing) and the unfold reference, and the median is printed with the ratio unfold / ours. Peak memory is the
 high-water mark of the resident set (VmHWM) of a fresh subprocess that builds the inputs, notes its
 RSS, then runs one forward+backward: the difference is what the call itself needed. ``unfold buffer`` is the
 size of the K*K-times larger copy of x the reference builds (our implementation never builds it).
@@ -26,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import gan_lib  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch  # noqa: E402
 
-from gan_lib.layers import involution2d, involution2d_unfold  # noqa: E402
+from gan_lib.layers import involution2d, involution2d_unfold, set_backend  # noqa: E402
 
-IMPLS = {"ours": involution2d, "unfold": involution2d_unfold}
+IMPLS = ("eager", "compiled", "unfold")  # ours with each backend (gan_lib.layers.set_backend), the reference
 
 
 def make_inputs(b, c, h, g, k, dtype, seed=0):
@@ -40,7 +41,11 @@ def make_inputs(b, c, h, g, k, dtype, seed=0):
 
 
 def fwd_bwd(impl, x, kernel, grad, k):
-    out = IMPLS[impl](x, kernel, k)
+    if impl == "unfold":
+        out = involution2d_unfold(x, kernel, k)
+    else:
+        set_backend(impl)
+        out = involution2d(x, kernel, k)
     return torch.autograd.grad(out, (x, kernel), grad)
 
 
@@ -55,7 +60,7 @@ dtype = getattr(torch, a["dtype"])
 x, kernel, grad = bench.make_inputs(a["batch"], a["channels"], a["size"], a["groups"], a["k"], dtype)
 from gan_lib.cost import peak_rss_mb
 base = peak_rss_mb()
-bench.fwd_bwd({impl!r}, x, kernel, grad, a["k"])
+bench.fwd_bwd({impl!r}, x, kernel, grad, a["k"])  # compiled: the compile is part of the first call's peak
 print(peak_rss_mb() - base)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -72,37 +77,38 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--compiled", action="store_true", help="also time the torch.compile backend (compiles first)")
     args = p.parse_args(argv)
     dtype = getattr(torch, args.dtype)
     print(f"involution fwd+bwd, B={args.batch} C={args.channels} {args.size}x{args.size} G={args.groups} "
           f"{args.dtype}, {torch.get_num_threads()} threads, median of {args.repeats}")
-    header = (f"{'K':>2} {'ours ms':>9} {'unfold ms':>10} {'speed-up':>9} {'ours MB':>8} {'unfold MB':>10} "
-              f"{'mem ratio':>9} {'unfold buffer MB':>17}")
+    impls = [i for i in IMPLS if i != "compiled" or args.compiled]
+    header = (f"{'K':>2} " + " ".join(f"{i + ' ms':>11}" for i in impls) + " " +
+              " ".join(f"{'x ' + i:>10}" for i in impls if i != "unfold") + " " +
+              " ".join(f"{i + ' MB':>11}" for i in impls) + f" {'unfold buffer MB':>17}")
     print(header)
     print("-" * len(header))
     for k in args.kernels:
         x, kernel, grad = make_inputs(args.batch, args.channels, args.size, args.groups, k, dtype)
-        for impl in IMPLS:  # warm-up, and the two must agree
-            fwd_bwd(impl, x, kernel, grad, k)
-        ours, ref = fwd_bwd("ours", x, kernel, grad, k), fwd_bwd("unfold", x, kernel, grad, k)
+        ref = fwd_bwd("unfold", x, kernel, grad, k)
         tol = 1e-3 if dtype == torch.float32 else 5e-1
-        assert all((a.float() - b.float()).abs().max() < tol * b.float().abs().max() for a, b in zip(ours, ref))
-        times = {impl: [] for impl in IMPLS}
+        for impl in impls:  # warm-up (and compile), and every implementation must agree with the reference
+            got = fwd_bwd(impl, x, kernel, grad, k)
+            assert all((a.float() - b.float()).abs().max() < tol * b.float().abs().max() for a, b in zip(got, ref))
+        times = {impl: [] for impl in impls}
         for _ in range(args.repeats):
-            for impl in IMPLS:
+            for impl in impls:
                 t0 = time.perf_counter()
                 fwd_bwd(impl, x, kernel, grad, k)
                 times[impl].append(time.perf_counter() - t0)
         t = {impl: statistics.median(v) * 1e3 for impl, v in times.items()}
         buffer_mb = x.numel() * k * k * x.element_size() / 2**20
-        if args.no_memory:
-            mem = {impl: float("nan") for impl in IMPLS}
-        else:
-            a = argparse.Namespace(**{**vars(args), "k": k})
-            mem = {impl: peak_mb(impl, a) for impl in IMPLS}
-        print(f"{k:>2} {t['ours']:>9.1f} {t['unfold']:>10.1f} {t['unfold'] / t['ours']:>8.1f}x "
-              f"{mem['ours']:>8.0f} {mem['unfold']:>10.0f} {mem['unfold'] / max(mem['ours'], 1):>8.1f}x "
-              f"{buffer_mb:>17.0f}")
+        a = argparse.Namespace(**{**vars(args), "k": k})
+        mem = {impl: float("nan") if args.no_memory else peak_mb(impl, a) for impl in impls}
+        print(f"{k:>2} " + " ".join(f"{t[i]:>11.1f}" for i in impls) + " " +
+              " ".join(f"{t['unfold'] / t[i]:>9.1f}x" for i in impls if i != "unfold") + " " +
+              " ".join(f"{mem[i]:>11.0f}" for i in impls) + f" {buffer_mb:>17.0f}")
+    set_backend("eager")
 
 
 if __name__ == "__main__":
