@@ -120,16 +120,10 @@ def time_train_steps(cfg: TrainConfig, steps: int = 5, warmup: int = 2, channels
 
     import torch
 
-    from .train import autocast, build_models, resolve_device, train_step
+    from .train import autocast, build_training, resolve_device, train_step
 
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    G, D = build_models(cfg, channels)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    G.to(device, memory_format=fmt).train()
-    D.to(device, memory_format=fmt).train()
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    G, D, opt_g, opt_d, fmt = build_training(cfg, channels, device)
     G_fwd = torch.compile(G) if cfg.compile else G
     amp = autocast(device, cfg.precision)
     images = torch.randint(0, 256, (max(256, cfg.batch_size), channels, cfg.image_size, cfg.image_size),

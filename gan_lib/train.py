@@ -63,6 +63,18 @@ def build_models(cfg: TrainConfig, channels: int = 3):
     return Generator(z_dim=cfg.z_dim, **common), Critic(sigma_norm=cfg.critic_sigma_norm, **common)
 
 
+def build_training(cfg: TrainConfig, channels: int, device: torch.device):
+    """(G, D, opt_g, opt_d, memory_format): the seeded models on ``device`` in train mode, with Table 1's Adam."""
+    torch.manual_seed(cfg.seed)
+    G, D = build_models(cfg, channels)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    G.to(device, memory_format=fmt).train()
+    D.to(device, memory_format=fmt).train()
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    return G, D, opt_g, opt_d, fmt
+
+
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor, amp) -> torch.Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = eps * real + (1 - eps) * fake, differentiable (double backward)."""
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
@@ -215,13 +227,7 @@ def _train(cfg, run, device, dataset, progress, callback, resuming):
     channels = int(dataset.images.shape[1])
 
     # --- models, optimizers, schedules (Table 1) ---
-    torch.manual_seed(cfg.seed)
-    G, D = build_models(cfg, channels)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    G.to(device, memory_format=fmt).train()
-    D.to(device, memory_format=fmt).train()
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    G, D, opt_g, opt_d, fmt = build_training(cfg, channels, device)
     sched_g = torch.optim.lr_scheduler.StepLR(opt_g, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     sched_d = torch.optim.lr_scheduler.StepLR(opt_d, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     G_fwd = torch.compile(G) if cfg.compile else G  # the critic needs double backward: never compiled
