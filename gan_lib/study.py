@@ -133,9 +133,10 @@ def run_one(spec: RunSpec, preset: str, path: Path, *, threads: int | None = Non
     outcome = dict(label=spec.label, seed=spec.seed, name=spec.name, path=str(path))
     status = read_status(path)
     if status.get("state") in ("completed", "diverged") and status.get("steps") == cfg.steps:
+        from .train import config_differences
+
         saved = json.loads((path / "config.json").read_text())
-        if {k: v for k, v in saved.items() if k != "data_root"} == \
-                {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.to_dict().items() if k != "data_root"}:
+        if not config_differences(saved, cfg, ignore=("data_root",)):
             return {**outcome, "state": status["state"], "step": status.get("step"), "reason": status.get("reason"),
                     "reused": True, "wall_sec": 0.0}
     if not train:

@@ -123,11 +123,17 @@ def train_step(G, D, opt_g, opt_d, next_batch, gen_noise, cfg: TrainConfig, amp)
     return stats
 
 
+def config_differences(saved: dict, cfg: TrainConfig, ignore=()) -> dict:
+    """{key: (saved value, cfg value)} for every field that differs between a run's config.json and ``cfg``
+    (tuples and JSON lists compare equal), leaving out the keys in ``ignore``."""
+    new = cfg.to_dict()
+    return {k: (saved.get(k), new.get(k)) for k in set(saved) | set(new)
+            if k not in ignore and _norm(saved.get(k)) != _norm(new.get(k))}
+
+
 def check_resume_config(saved: dict, cfg: TrainConfig) -> None:
     """A resumed run must keep its config, except ``RESUMABLE_FIELDS`` (steps, intervals, device, ...)."""
-    new = cfg.to_dict()
-    diff = {k: (saved.get(k), new.get(k)) for k in set(saved) | set(new)
-            if k not in RESUMABLE_FIELDS and _norm(saved.get(k)) != _norm(new.get(k))}
+    diff = config_differences(saved, cfg, ignore=RESUMABLE_FIELDS)
     if diff:
         lines = ", ".join(f"{k}: run has {a!r}, asked {b!r}" for k, (a, b) in sorted(diff.items()))
         raise ConfigError(f"cannot resume: config differs from the run's config.json ({lines}); only "
