@@ -27,7 +27,7 @@ def test_presets():
     (dict(preset="smoke", model="vae"), "choose one of ['dcgan', 'sagan', 'igan']"),
     (dict(preset="smoke", bogus=1), "valid keys"),
     (dict(preset="smoke", image_size=48), "image_size=48"),
-    (dict(preset="smoke", precision="fp16"), "['fp32', 'bf16']"),
+    (dict(preset="smoke", precision="fp16"), "['fp32', 'bf16', 'auto']"),
     (dict(preset="smoke", kernel_norm="weight"), "['none', 'spectral', 'batch']"),
     (dict(preset="smoke", n_critic=0), "n_critic must be >= 1"),
     (dict(preset="smoke", dataset="imagenet"), "celeba"),
