@@ -4,7 +4,8 @@
         [--repeats 5] [--dtype float32|bfloat16] [--compiled]
 
 For each K, forward+backward (gradients for x and the kernel) of the implementations are timed side by side
-in this one process, alternating: ours with the eager backend, ours with the torch.compile backend
+in this one process, alternating: ours with the native backend (the default: C++ loops built on first use),
+ours with the eager backend (PyTorch ops), ours with the torch.compile backend
 (``--compiled``; compiled once per K before timing) and the unfold reference, and the median is printed with the ratio unfold / ours. Peak memory is the
 high-water mark of the resident set (VmHWM) of a fresh subprocess that builds the inputs, notes its
 RSS, then runs one forward+backward: the difference is what the call itself needed. ``unfold buffer`` is the
@@ -29,7 +30,7 @@ import torch  # noqa: E402
 
 from gan_lib.layers import involution2d, involution2d_unfold, set_backend  # noqa: E402
 
-IMPLS = ("eager", "compiled", "unfold")  # ours with each backend (gan_lib.layers.set_backend), the reference
+IMPLS = ("native", "eager", "compiled", "unfold")  # ours with each backend (gan_lib.layers.set_backend), the reference
 
 
 def make_inputs(b, c, h, g, k, dtype, seed=0):
@@ -108,7 +109,7 @@ def main(argv=None):
         print(f"{k:>2} " + " ".join(f"{t[i]:>11.1f}" for i in impls) + " " +
               " ".join(f"{t['unfold'] / t[i]:>9.1f}x" for i in impls if i != "unfold") + " " +
               " ".join(f"{mem[i]:>11.0f}" for i in impls) + f" {buffer_mb:>17.0f}")
-    set_backend("eager")
+    set_backend("native")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,59 @@ from gan_lib.cost import time_train_steps  # noqa: E402
 TARGET_SEC_PER_STEP = 0.43
 
 
+MM = 2048
+
+
+def step_flops(cfg) -> float:
+    """FLOPs of one training step (critic steps + generator step), counted per aten op with torch's FLOP
+    formulas (``torch.utils.flop_counter.flop_registry``: convolutions, matmuls, attention). FlopCounterMode
+    itself cannot be used: its module hooks do not support the gradient penalty's ``autograd.grad``."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Counter(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            count = flop_registry.get(func._overloadpacket)
+            if count is not None:
+                Counter.total += count(*args, **kwargs, out_val=out)
+            return out
+
+    from gan_lib.train import autocast, build_training, resolve_device, train_step
+
+    device = resolve_device(cfg.device)
+    G, D, opt_g, opt_d, fmt = build_training(cfg, 3, device)
+    x = torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device) * 2 - 1
+    noise = torch.Generator(device).manual_seed(0)
+    with Counter():
+        train_step(G, D, opt_g, opt_d, lambda: x.contiguous(memory_format=fmt), noise, cfg,
+                   autocast(device, cfg.precision))
+    return float(Counter.total)
+
+
+def matmul_flops_per_sec(cfg, device) -> float:
+    """FLOP/s of a large square matmul in the step's precision on this device (the best dense-compute speed)."""
+    import time
+
+    from gan_lib.train import resolve_precision
+
+    dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
+    a = torch.randn(MM, MM, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(4):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ a
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * MM**3 / best
+
+
 def main(argv=None) -> float:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="igan", choices=CHOICES["model"])
@@ -38,6 +91,7 @@ def main(argv=None) -> float:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the generator")
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    p.add_argument("--no-floor", action="store_true", help="skip the FLOP count / matmul-speed floor")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig field (e.g. kernel_size=7)")
     args = p.parse_args(argv)
@@ -55,6 +109,12 @@ def main(argv=None) -> float:
           f"channels_last={cfg.channels_last} compile={cfg.compile} params={params:,}")
     print(f"timed {len(times)} steps after {args.warmup} warm-up: median {sec:.4f} s, min {min(times):.4f} s, "
           f"max {max(times):.4f} s (last losses d={loss_d:.3f} g={loss_g:.3f} gp={gp:.3f})")
+    if not args.no_floor:
+        flops, peak = step_flops(cfg), matmul_flops_per_sec(cfg, device)
+        print(f"compute floor: one step is {flops / 1e9:.0f} GFLOP of conv/matmul (torch's FLOP formulas; the "
+              f"involution and elementwise ops not counted); a {MM}x{MM} matmul runs at {peak / 1e9:.0f} GFLOP/s "
+              f"here -> floor {flops / peak:.3f} s/step at matmul speed; measured step = "
+              f"{flops / sec / 1e9:.0f} GFLOP/s ({flops / peak / sec:.0%} of matmul speed)")
     print(f"ratio_to_target={sec / TARGET_SEC_PER_STEP:.3f} (target {TARGET_SEC_PER_STEP} s/step = the authors' "
           f"4.3 s/step / 10; <= 1 meets it)")
     print(f"sec_per_step={sec:.6f}")

@@ -27,8 +27,23 @@ def _inputs(b, c, h, w, groups, k, stride, dilation, dtype=torch.float64, grad=F
 CASES = list(itertools.product([1, 3, 5, 7], [1, 4, 8], [1, 2], [1, 2]))  # K, G (8 = C), stride, dilation
 
 
+@pytest.fixture(params=["native", "eager"])
+def backend(request):
+    """Run the test with each CPU backend of the involution (native C++ loops, eager PyTorch ops)."""
+    from gan_lib.layers import get_backend, set_backend
+
+    if request.param == "native":
+        from gan_lib.layers import involution_native
+
+        assert involution_native.load() is not None, "the C++ involution kernels did not build on this machine"
+    before = get_backend()
+    set_backend(request.param)
+    yield request.param
+    set_backend(before)
+
+
 @pytest.mark.parametrize("k,groups,stride,dilation", CASES)
-def test_involution_matches_unfold_reference(k, groups, stride, dilation):
+def test_involution_matches_unfold_reference(k, groups, stride, dilation, backend):
     x, kernel = _inputs(2, 8, 11, 9, groups, k, stride, dilation)
     ours = involution2d(x, kernel, k, stride, dilation)
     ref = involution2d_unfold(x, kernel, k, stride, dilation)
@@ -39,7 +54,7 @@ def test_involution_matches_unfold_reference(k, groups, stride, dilation):
 @pytest.mark.parametrize(
     "k,groups,stride,dilation,size", [(3, 4, 1, 1, 6), (5, 1, 2, 1, 7), (7, 8, 1, 2, 4), (1, 4, 2, 1, 5), (3, 2, 2, 2, 5)]
 )
-def test_involution_gradcheck_and_double_backward(k, groups, stride, dilation, size):
+def test_involution_gradcheck_and_double_backward(k, groups, stride, dilation, size, backend):
     x, kernel = _inputs(1, 8, size, size - 1, groups, k, stride, dilation, grad=True)
     fn = lambda a, b: involution2d(a, b, k, stride, dilation)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, kernel))
@@ -49,7 +64,7 @@ def test_involution_gradcheck_and_double_backward(k, groups, stride, dilation, s
     assert torch.autograd.gradgradcheck(fn, (x, kernel), fast_mode=kernel.numel() > 500)
 
 
-def test_involution_gradients_match_reference_gradients():
+def test_involution_gradients_match_reference_gradients(backend):
     x, kernel = _inputs(3, 8, 10, 10, 4, 5, 1, 1, grad=True)
     g = torch.randn(3, 8, 10, 10, dtype=torch.float64)
     ours = torch.autograd.grad(involution2d(x, kernel, 5), (x, kernel), g)
@@ -58,7 +73,7 @@ def test_involution_gradients_match_reference_gradients():
         assert (a - b).abs().max().item() < 1e-10
 
 
-def test_involution_float32_and_bf16_close_to_reference():
+def test_involution_float32_and_bf16_close_to_reference(backend):
     x, kernel = _inputs(4, 16, 12, 12, 4, 3, 1, 1, dtype=torch.float32)
     ref = involution2d_unfold(x, kernel, 3)
     assert torch.allclose(involution2d(x, kernel, 3), ref, atol=1e-5)
@@ -68,7 +83,8 @@ def test_involution_float32_and_bf16_close_to_reference():
 
 
 def test_involution_does_not_allocate_unfolded_copy(monkeypatch):
-    """No K*K-sized buffer: unfold is never called and no tensor of K*K times x's size is created."""
+    """Eager backend: no K*K-sized buffer: unfold is never called and no tensor of K*K times x's size is created."""
+    monkeypatch.setattr("gan_lib.layers.involution._backend", {"name": "eager", "fns": {}})
     monkeypatch.setattr(F, "unfold", lambda *a, **k: pytest.fail("unfold called"))
     x, kernel = _inputs(2, 8, 16, 16, 4, 7, 1, 1, dtype=torch.float32, grad=True)
     limit = x.numel() * 49
@@ -87,6 +103,50 @@ def test_involution_does_not_allocate_unfolded_copy(monkeypatch):
     involution2d(x, kernel, 7).sum().backward()
     # the largest buffers are the kernel (gradient) itself, G/C of the unfolded size
     assert created and max(created) <= kernel.numel() < limit
+
+
+def test_native_involution_peak_memory_is_far_below_the_unfold_buffer():
+    """Native backend: forward+backward at K=7 grows the process's peak RSS by much less than the 196 MB
+    unfolded copy of x the reference builds (measured in a fresh process, as benchmarks/involution.py does)."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from gan_lib.layers import involution2d, involution_native, get_backend
+assert get_backend() == "native" and involution_native.load() is not None
+from gan_lib.cost import peak_rss_mb
+x = torch.randn(16, 64, 32, 32, requires_grad=True)
+k = torch.randn(16, 4, 49, 32, 32, requires_grad=True)
+involution2d(torch.randn(1, 4, 8, 8), torch.randn(1, 1, 49, 8, 8), 7)  # load the extension first
+base = peak_rss_mb()
+involution2d(x, k, 7).sum().backward()
+print(peak_rss_mb() - base, x.numel() * 49 * 4 / 2**20)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    grew, unfold = map(float, out.stdout.strip().splitlines()[-1].split())
+    assert unfold > 190 and grew < unfold / 4, (grew, unfold)
+
+
+def test_native_backend_falls_back_to_eager_when_it_cannot_be_built(monkeypatch):
+    from gan_lib.layers import involution_native
+
+    monkeypatch.setattr(involution_native, "load", lambda verbose=False: None)
+    monkeypatch.setattr("gan_lib.layers.involution._backend", {"name": "native", "fns": {}})
+    x, kernel = _inputs(2, 8, 9, 9, 4, 3, 1, 1)
+    assert (involution2d(x, kernel, 3) - involution2d_unfold(x, kernel, 3)).abs().max().item() < 1e-10
+
+
+def test_native_build_failure_is_a_warning_not_an_error(monkeypatch):
+    import torch.utils.cpp_extension as ext
+
+    from gan_lib.layers import involution_native
+
+    monkeypatch.setattr(involution_native, "_state", {})
+    monkeypatch.setattr(ext, "load", lambda **kw: (_ for _ in ()).throw(RuntimeError("no compiler")))
+    with pytest.warns(UserWarning, match="could not be built.*no compiler"):
+        assert involution_native.load() is None
+    assert involution_native.load() is None  # remembered: no second attempt, no second warning
 
 
 @pytest.mark.parametrize(

@@ -136,3 +136,29 @@ def test_bf16_autocast_trains_every_model(model, celeba_root, celeba32, tmp_path
                    dataset=celeba32)
     assert status["state"] == "completed"
     assert all(math.isfinite(float(r["gp"])) for r in RunDir(tmp_path).read_metrics())
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_follows_the_hardware(native, celeba_root, celeba32, tmp_path, monkeypatch):
+    """precision=auto is bf16 only where bf16 runs natively; the run records what it used."""
+    monkeypatch.setattr(train_mod, "native_bf16", lambda device: native)
+    cpu = torch.device("cpu")
+    assert train_mod.resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert train_mod.resolve_precision("fp32", cpu) == "fp32"
+    status = train(smoke(celeba_root, precision="auto", steps=1), tmp_path, dataset=celeba32)
+    assert status["precision"] == ("bf16" if native else "fp32")
+    assert TrainConfig.load(tmp_path / "config.json").precision == "auto"  # the config keeps what was asked
+
+
+def test_explicit_bf16_without_native_support_warns(monkeypatch):
+    monkeypatch.setattr(train_mod, "native_bf16", lambda device: False)
+    with pytest.warns(UserWarning, match="slower than fp32"):
+        assert train_mod.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_native_bf16_matches_the_cpu_flags():
+    flags = open("/proc/cpuinfo").read() if __import__("os").path.exists("/proc/cpuinfo") else None
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo")
+    has = any(f in flags.split() for f in ("amx_bf16", "amx_tile", "avx512_bf16"))
+    assert train_mod.native_bf16(torch.device("cpu")) == has

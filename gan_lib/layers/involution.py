@@ -102,8 +102,10 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 # per primitive: about 2.5x faster at the paper's shape on a CPU, after a compile of a few seconds per shape
 # (``benchmarks/involution.py --compiled``). Choose with ``set_backend`` or ``GAN_LIB_INVOLUTION=compiled``.
 
-BACKENDS = ("eager", "compiled")
-_backend = {"name": os.environ.get("GAN_LIB_INVOLUTION", "eager"), "fns": {}}
+# "native" (default): the C++ loops of involution_native.cpp, built on first use; CPU float32/float64 tensors,
+# any stride and dilation; elsewhere (CUDA, or when it cannot be built) the eager loops run instead.
+BACKENDS = ("native", "eager", "compiled")
+_backend = {"name": os.environ.get("GAN_LIB_INVOLUTION", "native"), "fns": {}}
 if _backend["name"] not in BACKENDS:
     raise ValueError(f"GAN_LIB_INVOLUTION={_backend['name']!r}: choose one of {BACKENDS}")
 
@@ -162,6 +164,15 @@ def _use_compiled(geo: "_Geometry") -> bool:
     return _backend["name"] == "compiled" and geo.stride == 1
 
 
+def _native(t: torch.Tensor):
+    """The C++ module when the native backend applies to ``t`` (CPU, float32/float64), else None."""
+    if _backend["name"] != "native" or t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+        return None
+    from . import involution_native
+
+    return involution_native.load()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The three primitives, on plain tensors (no autograd). Shapes:
 #   x: (B, C, H, W)   kernel: (B, G, K*K, Ho, Wo)   grad of output: (B, C, Ho, Wo)
@@ -169,6 +180,9 @@ def _use_compiled(geo: "_Geometry") -> bool:
 
 def _forward(x: torch.Tensor, kernel: torch.Tensor, geo: _Geometry) -> torch.Tensor:
     """F(x, kernel) -> (B, C, Ho, Wo): eq. (2)."""
+    native = _native(x)
+    if native is not None:
+        return native.forward(x.contiguous(), kernel.contiguous(), geo.kernel_size, geo.stride, geo.dilation)
     if _use_compiled(geo):
         return _compiled("forward", _fused_forward)(x, kernel, geo.kernel_size, geo.dilation)
     b, c = x.shape[:2]
@@ -185,6 +199,10 @@ def _forward(x: torch.Tensor, kernel: torch.Tensor, geo: _Geometry) -> torch.Ten
 
 def _transpose(grad: torch.Tensor, kernel: torch.Tensor, geo: _Geometry) -> torch.Tensor:
     """T(grad, kernel) -> (B, C, H, W): the adjoint of F in x."""
+    native = _native(grad)
+    if native is not None:
+        return native.transpose(grad.contiguous(), kernel.contiguous(), geo.kernel_size, geo.stride, geo.dilation,
+                                geo.height, geo.width)
     if _use_compiled(geo):
         return _compiled("transpose", _fused_transpose)(grad.contiguous(), kernel, geo.kernel_size, geo.dilation)
     b, c = grad.shape[:2]
@@ -204,6 +222,10 @@ def _transpose(grad: torch.Tensor, kernel: torch.Tensor, geo: _Geometry) -> torc
 
 def _correlate(grad: torch.Tensor, x: torch.Tensor, geo: _Geometry) -> torch.Tensor:
     """R(grad, x) -> (B, G, K*K, Ho, Wo): the adjoint of F in the kernel."""
+    native = _native(x)
+    if native is not None:
+        return native.correlate(grad.contiguous(), x.contiguous(), geo.kernel_size, geo.stride, geo.dilation,
+                                geo.groups)
     if _use_compiled(geo):
         return _compiled("correlate", _fused_correlate)(grad.contiguous(), x, geo.kernel_size, geo.dilation,
                                                         geo.groups)

@@ -1,0 +1,64 @@
+"""Build and load the C++ involution primitives (``involution_native.cpp``) for the CPU.
+
+The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (gcc/clang and ninja; about a
+minute, once: the build is cached in ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``). The build is
+keyed by the CPU's vector capability (AVX2 / AVX512 / DEFAULT), compiled for that capability only, so a cache
+shared between machines never hands an AVX-512 build to an AVX2 CPU. ``load()`` returns None (and the
+involution falls back to its eager backend, with one warning) when no compiler is available or the build fails.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+_state: dict = {}
+
+ARCH_FLAGS = {
+    "AVX2": ["-mavx2", "-mfma"],
+    "AVX512": ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl"],
+}
+
+
+def capability() -> str:
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # pragma: no cover - older torch
+        return "DEFAULT"
+
+
+def _is_built(name: str) -> bool:
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return (Path(_get_build_directory(name, False)) / f"{name}.so").exists()
+    except Exception:
+        return False
+
+
+def load(verbose: bool = False):
+    """The compiled module (functions ``forward``, ``transpose``, ``correlate``), or None when it cannot be built."""
+    if "module" in _state:
+        return _state["module"]
+    _state["module"] = None
+    try:
+        from torch.utils.cpp_extension import load as load_extension
+
+        cap = capability()
+        name = f"gan_lib_involution_{cap.lower()}"
+        if not _is_built(name):
+            print(f"gan_lib: building the C++ involution kernels for {cap} (once, about a minute; cached)...",
+                  flush=True)
+        _state["module"] = load_extension(
+            name=name,
+            sources=[str(Path(__file__).with_name("involution_native.cpp"))],
+            extra_cflags=["-O3", "-fopenmp", *ARCH_FLAGS.get(cap, [])],
+            extra_ldflags=["-fopenmp"],
+            verbose=verbose,
+        )
+    except Exception as e:  # no compiler, no ninja, a failed build: the eager backend still works
+        _state["error"] = f"{type(e).__name__}: {e}"
+        warnings.warn("gan_lib: the C++ involution kernels could not be built, using the eager backend "
+                      f"(slower; set GAN_LIB_INVOLUTION=eager to silence this): {_state['error'][:500]}")
+    return _state["module"]
