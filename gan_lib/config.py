@@ -148,9 +148,9 @@ PRESETS: dict[str, dict] = {
     "paper": {},
     # A reduced study for a 2-core CPU: 32x32 images, width 32 (the attention/involution layer has C=32),
     # batch 64 and Table 1's optimiser, 2,000 steps (lr decay every 40 keeps the paper's 50 decays),
-    # precision auto (bf16 where the CPU has AMX / AVX512-BF16, else fp32: emulated bf16 is 7x slower).
+    # precision auto (bf16 where the CPU has AMX / AVX512-BF16, else fp32: emulated bf16 is 11x slower).
     # iGAN on 2 cores: ~0.13 s/step on an AMX Xeon (bf16; the 48-run study ~4 h with 2 runs in parallel),
-    # ~0.37 s/step on an AVX2-only EPYC (fp32; ~3x longer).
+    # ~0.23 s/step on an AVX2-only EPYC (fp32; with 2 runs in parallel, 1 thread each, ~0.4 s/step per run).
     # Evaluated every 250 steps on 2,000 samples with SWD and KID (no Inception weights needed); sample grids
     # every 500 steps (the run records in results/runs are committed, so they stay small).
     "cpu": dict(image_size=32, width=32, steps=2000, lr_decay_every=40, precision="auto",

@@ -48,8 +48,9 @@ def resolve_device(name: str) -> torch.device:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` runs bf16 matmul/conv in hardware: a CUDA GPU with bf16, or a CPU with AMX or
-    AVX512-BF16. Elsewhere (e.g. an AVX2-only CPU) bf16 is emulated: measured 7.6x *slower* than fp32 for a
-    cpu-preset iGAN step on a 2-core AVX2 AMD EPYC (2.86 vs 0.37 s/step)."""
+    AVX512-BF16. Elsewhere (e.g. an AVX2-only CPU) bf16 is emulated: measured 11x *slower* than fp32 for a
+    cpu-preset iGAN step on a 2-core AVX2 AMD EPYC (2.55 vs 0.23 s/step; ``benchmarks/train_step.py
+    --image-size 32 --width 32 --precision bf16``)."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
