@@ -100,10 +100,20 @@ def pick_milestones(steps: list[int], n: int) -> list[int]:
     return [steps[i] for i in idx]
 
 
+def _not_finished(what: str, path=None) -> Figure:
+    fig = Figure(layout="constrained", figsize=(6, 1.2))
+    fig.text(0.5, 0.5, f"{what}: its run has not finished yet (rendered with train=False from a study in progress)",
+             ha="center", va="center", fontsize=9)
+    return _finish(fig, path)
+
+
 def emd_milestones(run, milestones: int | list[int] = 5, path=None, smooth: float = 0.02) -> Figure:
     """Fig. 4: the critic's EMD estimate E[D(real)] - E[D(fake)] per step (raw, faint; rolling mean over
     ``smooth`` of the steps, solid) with dashed lines at milestone steps, and the sample grids at those steps
-    beneath (``milestones``: a count spread over the saved grids, or a list of steps)."""
+    beneath (``milestones``: a count spread over the saved grids, or a list of steps). ``run`` None (not
+    finished yet): a figure that says so."""
+    if run is None:
+        return _not_finished("Fig. 4", path)
     e = report.run_entries(run)[0]
     metrics = report.load_metrics([e])
     files = sample_files(e)
@@ -225,7 +235,10 @@ def stability_curves(runs, path=None, smooth: float = 0.02) -> Figure:
 def samples_over_steps(run, steps: list[int] | None = None, max_panels: int = 6, path=None,
                        panel_size: float = 2.8) -> Figure:
     """Fig. 7: one run's sample grids at ``steps`` (default: up to ``max_panels`` saved steps spread over
-    training, first and last included), titled with the run's outcome (a run without grids: a note)."""
+    training, first and last included), titled with the run's outcome (a run without grids, or ``run`` None:
+    a note)."""
+    if run is None:
+        return _not_finished("Fig. 7", path)
     e = report.run_entries(run)[0]
     files = sample_files(e)
     outcome = report.load_runs([e]).iloc[0]["outcome"]

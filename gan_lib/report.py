@@ -404,9 +404,12 @@ def output_dir(out_dir: str | Path | None, preset: str, notebook: str) -> Path:
 
 # --- picking runs ---
 
-def pick(runs, label: str, seed: int | None = None) -> dict:
-    """The run of ``label`` (the lowest seed unless ``seed``); KeyError naming the labels present."""
+def pick(runs, label: str, seed: int | None = None, missing_ok: bool = False) -> dict | None:
+    """The run of ``label`` (the lowest seed unless ``seed``); KeyError naming the labels present, or None
+    with ``missing_ok`` (a study rendered before that run finished: the figure functions then say so)."""
     entries = [e for e in run_entries(runs) if e["label"] == label and (seed is None or e["seed"] == seed)]
+    if not entries and missing_ok:
+        return None
     if not entries:
         have = sorted({e["label"] for e in run_entries(runs)})
         raise KeyError(f"no run with label {label!r}" + (f" and seed {seed}" if seed is not None else "")

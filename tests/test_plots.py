@@ -48,3 +48,11 @@ def test_milestones_and_missing_samples(runs, tmp_path):
         plots.metric_curves(report.load_evals(runs), "swd", band="iqr")
     with pytest.raises(KeyError, match="fid"):
         plots.metric_curves(report.load_evals(runs), "fid")
+
+
+def test_figures_of_a_run_not_finished_yet_say_so(tmp_path):
+    """Rendering a study in progress (train=False): Figs. 4 and 7 of a missing run are a note, not an error."""
+    for fn, name in ((plots.emd_milestones, "fig4.png"), (plots.samples_over_steps, "fig7.png")):
+        fig = fn(None, path=tmp_path / name)
+        assert isinstance(fig, Figure) and (tmp_path / name).stat().st_size > 0
+        assert "not finished" in " ".join(t.get_text() for t in fig.texts)

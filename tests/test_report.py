@@ -75,6 +75,7 @@ def test_outcomes_from_run_all_dicts_and_missing_folders(runs, tmp_path):
     with pytest.raises(KeyError, match=r"no run with label 'zzz'.*\['a', 'c'\]"):
         report.pick([runs[0], failed], "zzz")
     assert report.pick(runs, "a")["seed"] == 0 and report.pick(runs, "a", seed=2)["seed"] == 2
+    assert report.pick(runs, "zzz", missing_ok=True) is None  # a study rendered before that run finished
     assert [e["label"] for e in report.first_seed(runs)] == ["a", "b"]
 
 
