@@ -6,8 +6,10 @@ The operator (eq. 2) for one group ``g`` of ``C/G`` channels::
 
 with zero padding ``p = d*(K-1)//2``. The official RedNet code evaluates it with ``unfold``, which builds a
 K*K-times larger copy of ``X`` (151 MB per call at the paper's shape for K=3, 822 MB for K=7). Here it is a sum
-of K*K shifted, in-place multiply-adds over cache-sized batch chunks: no K*K buffer, and about 10-18x faster on
-a CPU (``benchmarks/involution.py``).
+of K*K shifted multiply-adds, never building that buffer, in one of three backends: ``native`` (default; C++
+loops over (sample, group) tiles that stay in cache, ``involution_native.cpp``: 15-24x faster than unfold for
+K = 3..7 on a 2-core AVX2 CPU), ``eager`` (in-place PyTorch ops over cache-sized batch chunks; 5-9x) and
+``compiled`` (torch.compile; stride 1). See ``benchmarks/involution.py``.
 
 Autograd: the operator is bilinear in (X, H). Its two adjoints are themselves involution-like bilinear maps,
 
@@ -97,13 +99,13 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Backends. "eager" (default): the chunked in-place loops below. "compiled": for stride 1, the same three maps
-# written as one sum of K*K shifted products each and fused by torch.compile (inductor) into a single loop nest
-# per primitive: about 2.5x faster at the paper's shape on a CPU, after a compile of a few seconds per shape
-# (``benchmarks/involution.py --compiled``). Choose with ``set_backend`` or ``GAN_LIB_INVOLUTION=compiled``.
-
+# Backends, chosen with ``set_backend`` or ``GAN_LIB_INVOLUTION=native|eager|compiled``:
 # "native" (default): the C++ loops of involution_native.cpp, built on first use; CPU float32/float64 tensors,
-# any stride and dilation; elsewhere (CUDA, or when it cannot be built) the eager loops run instead.
+#   any stride and dilation; elsewhere (CUDA tensors, or when it cannot be built) the eager loops run instead.
+# "eager": the chunked in-place loops below (any device).
+# "compiled": for stride 1, the same three maps written as one sum of K*K shifted products each and fused by
+#   torch.compile (inductor) into a single loop nest per primitive, after a compile of a few seconds per shape.
+# Side by side: ``benchmarks/involution.py [--compiled]``.
 BACKENDS = ("native", "eager", "compiled")
 _backend = {"name": os.environ.get("GAN_LIB_INVOLUTION", "native"), "fns": {}}
 if _backend["name"] not in BACKENDS:
