@@ -31,6 +31,18 @@ Geo geometry(const at::Tensor& x_like, const at::Tensor& kernel, int64_t K, int6
   return g;
 }
 
+// Offset of kernel tap k = (u, v) in a padded plane whose rows hold Wp values.
+inline int64_t tap_offset(const Geo& g, int64_t k, int64_t Wp) { return (k / g.K) * g.d * Wp + (k % g.K) * g.d; }
+
+// Copy the (H, W) interior of a padded (H + 2p, W + 2p) plane out to dst.
+template <typename T>
+inline void copy_interior(const T* padded, T* dst, const Geo& g, int64_t Wp) {
+  for (int64_t i = 0; i < g.H; ++i) {
+    const T* src = padded + (i + g.p) * Wp + g.p;
+    std::copy(src, src + g.W, dst + i * g.W);
+  }
+}
+
 // Copy one (H, W) plane into the interior of a zeroed (H + 2p, W + 2p) buffer.
 template <typename T>
 inline void pad_plane(const T* src, T* dst, const Geo& g, int64_t Wp) {
@@ -61,7 +73,7 @@ void transpose_s1(const T* grad, const T* ker, T* gx, const Geo& g) {
   const int64_t cg = g.C / g.G, plane_in = g.H * g.W, plane_out = g.Ho * g.Wo, KK = g.K * g.K;
   const int64_t Hp = g.H + 2 * g.p, Wp = g.W + 2 * g.p, n = g.Ho * Wp;
   at::parallel_for(0, g.B * g.G, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> acc(Hp * Wp + Wp), hpw(KK * n), gpw(n), prod(n);
+    std::vector<T> acc(Hp * Wp + Wp), hpw(KK * n), gpw(n);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t b = t / g.G, grp = t % g.G;
       for (int64_t k = 0; k < KK; ++k)
@@ -70,12 +82,8 @@ void transpose_s1(const T* grad, const T* ker, T* gx, const Geo& g) {
         to_padded_width(grad + (b * g.C + c) * plane_out, gpw.data(), g.Ho, g.Wo, Wp);
         std::fill(acc.begin(), acc.end(), T(0));
         for (int64_t k = 0; k < KK; ++k)
-          axpy_flat(acc.data() + (k / g.K) * g.d * Wp + (k % g.K) * g.d, gpw.data(), hpw.data() + k * n, n);
-        T* xc = gx + (b * g.C + c) * plane_in;
-        for (int64_t i = 0; i < g.H; ++i) {
-          const T* src = acc.data() + (i + g.p) * Wp + g.p;
-          std::copy(src, src + g.W, xc + i * g.W);
-        }
+          axpy_flat(acc.data() + tap_offset(g, k, Wp), gpw.data(), hpw.data() + k * n, n);
+        copy_interior(acc.data(), gx + (b * g.C + c) * plane_in, g, Wp);
       }
     }
   });
@@ -94,7 +102,7 @@ void correlate_s1(const T* grad, const T* x, T* gk, const Geo& g) {
         pad_plane(x + (b * g.C + c) * plane_in, xpad.data(), g, Wp);
         to_padded_width(grad + (b * g.C + c) * plane_out, gpw.data(), g.Ho, g.Wo, Wp);
         for (int64_t k = 0; k < KK; ++k)
-          axpy_flat(hpw.data() + k * n, gpw.data(), xpad.data() + (k / g.K) * g.d * Wp + (k % g.K) * g.d, n);
+          axpy_flat(hpw.data() + k * n, gpw.data(), xpad.data() + tap_offset(g, k, Wp), n);
       }
       T* hk = gk + t * KK * plane_out;
       for (int64_t k = 0; k < KK; ++k)
@@ -122,7 +130,7 @@ void forward_impl(const T* x, const T* ker, T* y, const Geo& g) {
           std::fill(yr, yr + g.Wo, T(0));
           for (int64_t k = 0; k < KK; ++k) {
             const T* __restrict hr = hk + k * plane_out + i * g.Wo;
-            const T* __restrict xr = buf.data() + (i * g.s + (k / g.K) * g.d) * Wp + (k % g.K) * g.d;
+            const T* __restrict xr = buf.data() + i * g.s * Wp + tap_offset(g, k, Wp);
             if (g.s == 1) {
 #pragma omp simd
               for (int64_t j = 0; j < g.Wo; ++j) yr[j] += hr[j] * xr[j];
@@ -136,7 +144,8 @@ void forward_impl(const T* x, const T* ker, T* y, const Geo& g) {
   });
 }
 
-// gx = interior of gxpad, gxpad[b, c, i*s + u*d, j*s + v*d] += G[b, c, i, j] * H[b, g, k, i, j]   (adjoint in x)
+// gx = interior of gxpad, gxpad[b, c, i*s + u*d, j*s + v*d] += G[b, c, i, j] * H[b, g, k, i, j]   (adjoint in x;
+// stride 1 goes to transpose_s1, so the loop below is the strided one)
 template <typename T>
 void transpose_impl(const T* grad, const T* ker, T* gx, const Geo& g) {
   if (g.s == 1) return transpose_s1(grad, ker, gx, g);
@@ -154,26 +163,18 @@ void transpose_impl(const T* grad, const T* ker, T* gx, const Geo& g) {
           const T* __restrict gr = gc + i * g.Wo;
           for (int64_t k = 0; k < KK; ++k) {
             const T* __restrict hr = hk + k * plane_out + i * g.Wo;
-            T* __restrict ar = acc.data() + (i * g.s + (k / g.K) * g.d) * Wp + (k % g.K) * g.d;
-            if (g.s == 1) {
-#pragma omp simd
-              for (int64_t j = 0; j < g.Wo; ++j) ar[j] += gr[j] * hr[j];
-            } else {
-              for (int64_t j = 0; j < g.Wo; ++j) ar[j * g.s] += gr[j] * hr[j];
-            }
+            T* __restrict ar = acc.data() + i * g.s * Wp + tap_offset(g, k, Wp);
+            for (int64_t j = 0; j < g.Wo; ++j) ar[j * g.s] += gr[j] * hr[j];
           }
         }
-        T* xc = gx + (b * g.C + c) * plane_in;
-        for (int64_t i = 0; i < g.H; ++i) {
-          const T* src = acc.data() + (i + g.p) * Wp + g.p;
-          std::copy(src, src + g.W, xc + i * g.W);
-        }
+        copy_interior(acc.data(), gx + (b * g.C + c) * plane_in, g, Wp);
       }
     }
   });
 }
 
-// gH[b, g, k, i, j] = sum_{c in g} G[b, c, i, j] * xpad[b, c, i*s + u*d, j*s + v*d]   (adjoint in H)
+// gH[b, g, k, i, j] = sum_{c in g} G[b, c, i, j] * xpad[b, c, i*s + u*d, j*s + v*d]   (adjoint in H;
+// stride 1 goes to correlate_s1)
 template <typename T>
 void correlate_impl(const T* grad, const T* x, T* gk, const Geo& g) {
   if (g.s == 1) return correlate_s1(grad, x, gk, g);
@@ -192,13 +193,8 @@ void correlate_impl(const T* grad, const T* x, T* gk, const Geo& g) {
           const T* __restrict gr = gc + i * g.Wo;
           for (int64_t k = 0; k < KK; ++k) {
             T* __restrict hr = hk + k * plane_out + i * g.Wo;
-            const T* __restrict xr = buf.data() + (i * g.s + (k / g.K) * g.d) * Wp + (k % g.K) * g.d;
-            if (g.s == 1) {
-#pragma omp simd
-              for (int64_t j = 0; j < g.Wo; ++j) hr[j] += gr[j] * xr[j];
-            } else {
-              for (int64_t j = 0; j < g.Wo; ++j) hr[j] += gr[j] * xr[j * g.s];
-            }
+            const T* __restrict xr = buf.data() + i * g.s * Wp + tap_offset(g, k, Wp);
+            for (int64_t j = 0; j < g.Wo; ++j) hr[j] += gr[j] * xr[j * g.s];
           }
         }
       }
