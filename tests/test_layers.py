@@ -237,8 +237,8 @@ def test_paper_param_count_errors():
 
 def test_self_attention_sdpa_equals_explicit_formula():
     torch.manual_seed(1)
-    fast = SelfAttention2d(32).double()
-    slow = SelfAttention2d(32, use_sdpa=False).double()
+    fast = SelfAttention2d(32, use_sdpa=True).double()
+    slow = SelfAttention2d(32).double()
     slow.load_state_dict(fast.state_dict())
     x = torch.randn(3, 32, 8, 8, dtype=torch.float64)
     assert torch.allclose(fast.attend(x), slow.attend(x), atol=1e-12)
@@ -247,6 +247,29 @@ def test_self_attention_sdpa_equals_explicit_formula():
     beta = torch.softmax(torch.bmm(q.transpose(1, 2), k), dim=-1)
     o = torch.bmm(v, beta.transpose(1, 2)).view_as(x)
     assert torch.allclose(fast.attend(x), o, atol=1e-12)
+
+
+def test_self_attention_default_is_twice_differentiable_without_sdpa(monkeypatch):
+    """The gradient penalty needs a double backward, which SDPA's fused CUDA kernels lack: the default layer must
+    not call SDPA, and its second derivatives must be right (gradgradcheck, float64)."""
+    import torch.nn.functional as F
+
+    def no_sdpa(*args, **kwargs):
+        raise AssertionError("the default SelfAttention2d must not call scaled_dot_product_attention")
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", no_sdpa)
+    torch.manual_seed(0)
+    layer = SelfAttention2d(8, qk_ratio=4).double()
+    with torch.no_grad():
+        layer.gamma.fill_(0.7)
+    x = torch.randn(2, 8, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(layer, (x,))
+    # the WGAN-GP pattern: grad wrt the input with create_graph, then backward into the weights
+    (g,) = torch.autograd.grad(layer(x).sum(), x, create_graph=True)
+    g.pow(2).sum().backward()
+    assert layer.query.weight.grad is not None and layer.query.weight.grad.abs().sum() > 0
+    with pytest.raises(AssertionError, match="must not call"):
+        SelfAttention2d(8, qk_ratio=4, use_sdpa=True).double()(x)
 
 
 def test_self_attention_residual_gamma_starts_at_zero():
