@@ -513,24 +513,75 @@ def describe_table2(t2: pd.DataFrame, metric: str) -> str:
     return " ".join(text)
 
 
-def describe_outcomes(summary: pd.DataFrame, claims: dict | None = None) -> str:
+def welch_interval(a, b, confidence: float = 0.95) -> dict:
+    """mean(a) - mean(b) and its Welch t-interval (unequal variances) over the finite values; NaN interval when
+    either side has fewer than 2 values."""
+    from scipy import stats
+
+    x, y = (np.asarray([v for v in np.asarray(z, dtype=float).ravel() if np.isfinite(v)]) for z in (a, b))
+    if len(x) == 0 or len(y) == 0:
+        return dict(diff=np.nan, ci_low=np.nan, ci_high=np.nan)
+    diff = float(x.mean() - y.mean())
+    if len(x) < 2 or len(y) < 2:
+        return dict(diff=diff, ci_low=np.nan, ci_high=np.nan)
+    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return dict(diff=diff, ci_low=diff, ci_high=diff)
+    df = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    return dict(diff=diff, ci_low=diff - half, ci_high=diff + half)
+
+
+def _against_baseline(g: pd.DataFrame, base: pd.DataFrame, metric: str) -> tuple[str, int]:
+    """(text, sign): the best ``metric`` of runs ``g`` against the baseline's; sign +1 significantly worse
+    (higher), -1 significantly better, 0 not distinguishable or not testable."""
+    col = f"{metric}_best"
+    if col not in g or col not in base:
+        return "", 0
+    a, b = t_interval(g[col]), t_interval(base[col])
+    w = welch_interval(g[col], base[col])
+    text = f"best {metric} {mean_sd(a['mean'], a['sd'])} vs the baseline's {mean_sd(b['mean'], b['sd'])}"
+    if not np.isfinite(w["ci_low"]):
+        return text + " (too few seeds to test the difference)", 0
+    ci = f"difference {_fmt(w['diff'], 3)}, 95% CI [{_fmt(w['ci_low'], 3)}, {_fmt(w['ci_high'], 3)}]"
+    if w["ci_low"] > 0:
+        return text + f": significantly worse ({ci})", 1
+    if w["ci_high"] < 0:
+        return text + f": significantly better ({ci})", -1
+    return text + f": not distinguishable ({ci})", 0
+
+
+def describe_outcomes(summary: pd.DataFrame, claims: dict | None = None, metric: str | None = None,
+                      baseline: str | None = None) -> str:
     """§5.3: which configurations completed or diverged (and where), against the paper's claims
     (``claims``: label -> what the paper reports; a claim starting with "stable" expects no divergence,
-    any other expects instability)."""
+    any other expects instability). With ``metric`` and ``baseline`` (a label), each other configuration's
+    best metric is compared with the baseline's (Welch 95% interval of the difference): a collapse that
+    the divergence rule does not stop still shows there."""
     text = []
+    base = summary[summary["label"] == baseline] if baseline is not None else summary.iloc[0:0]
     for label in pd.unique(summary["label"]):
         g = summary[summary["label"] == label]
         n_div = int((g["state"] == "diverged").sum())
         line = f"- **{label}**: {outcome_summary(g['state'], g['step'])}; max GP {_fmt(g['gp_max'].max(), 3)}"
+        cmp_text, worse = ("", 0)
+        if metric is not None and len(base) and label != baseline:
+            cmp_text, worse = _against_baseline(g, base, metric)
+            line += f"; {cmp_text}"
         if claims and label in claims:
             claim = claims[label]
             if claim.startswith("stable"):
                 verdict = "agrees" if n_div == 0 else f"does not agree ({n_div} diverged)"
             elif n_div:
                 verdict = f"agrees ({n_div}/{len(g)} diverged)"
+            elif worse > 0:
+                verdict = (f"partly: no run diverged, but its best {metric} is significantly worse than the "
+                           "baseline's (look at the samples for a collapse)")
             else:
                 verdict = ("not reproduced: no run diverged (a collapse without divergence is not detected "
-                           "automatically; look at the samples)")
+                           "automatically; look at the samples)"
+                           + (f", and its best {metric} is not worse than the baseline's" if cmp_text else ""))
             line += f". Paper: {claim}; here: {verdict}"
         text.append(line + ".")
     return "\n".join(text)

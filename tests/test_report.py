@@ -149,3 +149,34 @@ def test_describe_texts(runs):
     out = report.describe_outcomes(s, {"a": "stable", "b": "diverges"})
     assert "**a**: 3/3 completed" in out and "here: agrees" in out and "agrees (1/2 diverged)" in out
     assert report.mean_sd(2.0, float("nan")) == "2" and report.mean_sd(float("nan"), 1.0) == ""
+
+
+def test_welch_interval_matches_scipy():
+    from scipy import stats
+
+    a, b = [10.0, 11.5, 12.0, 9.0], [7.0, 8.0, 6.5]
+    w = report.welch_interval(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert w["diff"] == pytest.approx(np.mean(a) - np.mean(b))
+    assert (w["ci_low"], w["ci_high"]) == pytest.approx((ref.low, ref.high))
+    one = report.welch_interval([1.0], b)
+    assert one["diff"] == pytest.approx(1.0 - np.mean(b)) and np.isnan(one["ci_low"])
+    assert np.isnan(report.welch_interval([], b)["diff"])
+
+
+def test_describe_outcomes_compares_with_the_baseline(runs, tmp_path):
+    """A variant that completes but is clearly worse than the baseline (a collapse the divergence rule misses)
+    is called out; one too noisy to separate is 'not distinguishable'; one seed is 'too few seeds'."""
+    runs = runs + [make_run(tmp_path, "c", s, [v]) for s, v in enumerate([10.0, 11.0, 12.0])]
+    runs.append(make_run(tmp_path, "d", 0, [2.5]))
+    s = report.summarize_runs(runs)
+    claims = {"a": "stable", "b": "diverges", "c": "collapse", "d": "collapse"}
+    out = report.describe_outcomes(s, claims, metric="swd", baseline="a").splitlines()
+    assert "vs the baseline" not in out[0] and "here: agrees" in out[0]
+    assert "best swd 7 ± 1.4 vs the baseline's 2 ± 1: not distinguishable" in out[1]
+    assert "agrees (1/2 diverged)" in out[1]
+    assert "best swd 11 ± 1 vs the baseline's 2 ± 1: significantly worse (difference 9" in out[2]
+    assert "here: partly: no run diverged, but its best swd is significantly worse" in out[2]
+    assert "too few seeds to test the difference" in out[3] and "here: not reproduced" in out[3]
+    # without a baseline: the old text, no comparison
+    assert "baseline" not in report.describe_outcomes(s, claims)
