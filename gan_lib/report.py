@@ -25,8 +25,11 @@ import pandas as pd
 
 from .run_dir import METRIC_COLUMNS, RunDir
 
-# Headline metrics in the order they are preferred (FID when the Inception weights exist, else the offline ones).
-HEADLINE_METRICS = ("fid", "kid", "kid_randconv", "fid_randconv", "swd")
+# Headline metrics in the order they are preferred: FID / KID on the Inception features when its weights exist;
+# else SWD (Karras et al. 2018, on the images' Laplacian pyramid: needs no network), and only then the KID / FID
+# on gan_lib's random-conv features, an untrained offline stand-in whose KID does not separate the GANs of the
+# cpu study (all its intervals contain 0, results/README.md).
+HEADLINE_METRICS = ("fid", "kid", "swd", "kid_randconv", "fid_randconv")
 CONFIG_COLUMNS = ("model", "dataset", "split", "image_size", "width", "num_blocks", "kernel_size", "groups",
                   "reduction_ratio", "kernel_norm", "kernel_clip", "batch_size", "steps", "precision")
 NON_METRIC_EVAL_COLUMNS = ("step", "eval_sec")
@@ -167,7 +170,7 @@ def headline_metrics(evals: pd.DataFrame) -> list[str]:
 
 
 def primary_metric(evals: pd.DataFrame) -> str:
-    """The first headline metric present (FID if evaluated, else KID, else SWD)."""
+    """The first headline metric present (FID if evaluated, else KID, else SWD, else the random-conv ones)."""
     found = headline_metrics(evals)
     if not found:
         raise ValueError(f"no evaluated metric in these runs (evals columns: {list(evals.columns)}); did every "

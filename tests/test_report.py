@@ -86,6 +86,11 @@ def test_long_tables(runs):
     ev = report.load_evals(runs)
     assert len(ev) == 9 and report.metric_columns(ev) == ["swd", "swd_16"]
     assert report.headline_metrics(ev) == ["swd"] and report.primary_metric(ev) == "swd"
+    # SWD heads the offline metrics; the Inception ones head everything when their weights exist
+    ev["kid_randconv"] = 0.001
+    assert report.headline_metrics(ev) == ["swd", "kid_randconv"] and report.primary_metric(ev) == "swd"
+    ev["fid"] = 30.0
+    assert report.headline_metrics(ev) == ["fid", "swd", "kid_randconv"] and report.primary_metric(ev) == "fid"
 
 
 def test_table2_columns_eq4_and_case6_flag(tmp_path):
