@@ -185,3 +185,26 @@ def test_describe_outcomes_compares_with_the_baseline(runs, tmp_path):
     assert "too few seeds to test the difference" in out[3] and "here: not reproduced" in out[3]
     # without a baseline: the old text, no comparison
     assert "baseline" not in report.describe_outcomes(s, claims)
+
+
+def test_sustained_above_finds_the_first_long_streak():
+    steps = list(range(1, 11))
+    vals = [0, 50, 50, 0, 50, 50, 50, float("nan"), 50, 50]
+    assert report.sustained_above(steps, vals, 10, 3) == 5
+    assert report.sustained_above(steps, vals, 10, 4) != report.sustained_above(steps, vals, 10, 4)  # NaN: never
+    assert report.sustained_above(steps, vals, 10, 2) == 2
+
+
+def test_a_completed_run_whose_gp_stays_high_counts_as_unstable(tmp_path):
+    """A collapse that completes (the GP stays far above a healthy critic's, below the divergence threshold) is
+    reported, and it satisfies an instability claim, while the stable baseline agrees."""
+    runs = [make_run(tmp_path, "base", 0, [2.0]), make_run(tmp_path, "base", 1, [3.0])]
+    # gp = step: above GP_HIGH (10) from step 11 on, for 140 consecutive steps
+    runs += [make_run(tmp_path, "bn", 0, [9.0], steps=150, gp=1.0), make_run(tmp_path, "bn", 1, [4.0])]
+    s = report.summarize_runs(runs)
+    assert s.loc[2, "gp_high_step"] == 11 and s["gp_high_step"].drop(2).isna().all()
+    out = report.describe_outcomes(s, {"base": "stable", "bn": "collapse"}, metric="swd", baseline="base")
+    base, bn = out.splitlines()
+    assert "here: agrees" in base and "GP above" not in base
+    assert "GP above 10 for 100 steps without stopping the run in 1/2 (seed 0 from step 11)" in bn
+    assert "here: agrees (1/2 with the GP staying high)" in bn
