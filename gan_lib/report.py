@@ -609,10 +609,11 @@ def describe_outcomes(summary: pd.DataFrame, claims: dict | None = None, metric:
             elif worse > 0:
                 verdict = (f"partly: no run diverged, but its best {metric} is significantly worse than the "
                            "baseline's (look at the samples for a collapse)")
+            elif worse < 0:
+                verdict = f"not reproduced: no run diverged, and its best {metric} is significantly better than the baseline's"
             else:
-                verdict = ("not reproduced: no run diverged (a collapse without divergence is not detected "
-                           "automatically; look at the samples)"
-                           + (f", and its best {metric} is not worse than the baseline's" if cmp_text else ""))
+                verdict = ("not reproduced: no run diverged and the GP never stayed high"
+                           + (f"; its best {metric} is not worse than the baseline's" if cmp_text else ""))
             line += f". Paper: {claim}; here: {verdict}"
         text.append(line + ".")
     return "\n".join(text)

@@ -183,6 +183,10 @@ def test_describe_outcomes_compares_with_the_baseline(runs, tmp_path):
     assert "best swd 11 ± 1 vs the baseline's 2 ± 1: significantly worse (difference 9" in out[2]
     assert "here: partly: no run diverged, but its best swd is significantly worse" in out[2]
     assert "too few seeds to test the difference" in out[3] and "here: not reproduced" in out[3]
+    # against 'c' as the baseline, 'a' (best 1, 2, 3) is significantly better
+    a_vs_c = report.describe_outcomes(s, {"a": "diverges"}, metric="swd", baseline="c").splitlines()[0]
+    assert "significantly better (difference -9" in a_vs_c
+    assert "here: not reproduced: no run diverged, and its best swd is significantly better" in a_vs_c
     # without a baseline: the old text, no comparison
     assert "baseline" not in report.describe_outcomes(s, claims)
 
