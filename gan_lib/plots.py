@@ -197,7 +197,8 @@ def metric_curves(evals: pd.DataFrame, metrics: str | list[str], band: str = "mi
 def stability_curves(runs, path=None, smooth: float = 0.02) -> Figure:
     """Fig. 6: per run (colour by label, one line per seed) the gradient penalty (log y) and the critic and
     generator losses over steps (rolling mean over ``smooth`` of the steps); an ``x`` marks the step where
-    a run diverged (from status.json)."""
+    a run diverged (from status.json); a dotted line the GP level (`report.GP_HIGH`) above which a run that
+    stays there has collapsed."""
     entries = report.run_entries(runs)
     metrics, table = report.load_metrics(entries), report.load_runs(entries)
     labels = list(dict.fromkeys(e["label"] for e in entries))
@@ -225,6 +226,8 @@ def stability_curves(runs, path=None, smooth: float = 0.02) -> Figure:
     for ax, (col, name) in zip(axes, panels):
         if col == "gp":
             ax.set_yscale("log")
+            ax.axhline(report.GP_HIGH, color="0.4", ls=":", lw=1,
+                       label=f"GP {report.GP_HIGH:g}: stays above -> collapse")
         ax.set_xlabel("generator step")
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
