@@ -31,7 +31,7 @@ from .run_dir import METRIC_COLUMNS, RunDir
 # cpu study (all its intervals contain 0, results/README.md).
 HEADLINE_METRICS = ("fid", "kid", "swd", "kid_randconv", "fid_randconv")
 # A run whose gradient penalty (before lambda) stays above GP_HIGH for GP_HIGH_WINDOW consecutive steps has lost
-# its 1-Lipschitz critic (GP 10 = a gradient norm of ~4.2; every baseline run of the cpu study stays below 2.3):
+# its 1-Lipschitz critic (GP 10 = a gradient norm of ~4.2; in the cpu study no run that trained normally passed 3.2):
 # reported as "GP high from step N", a collapse the training-time divergence rule (GP > 100 for a window,
 # TrainConfig.gp_explode_*) lets finish. Analysis only: it does not change how runs are trained.
 GP_HIGH, GP_HIGH_WINDOW = 10.0, 100
