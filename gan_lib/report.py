@@ -230,13 +230,19 @@ def summarize_runs(runs, metrics: list[str] | None = None, skip_timing_rows: int
     return pd.DataFrame(rows)
 
 
+def _finite(values) -> np.ndarray:
+    """The finite entries of ``values`` (any array-like), as a flat float array."""
+    x = np.asarray(values, dtype=float).ravel()
+    return x[np.isfinite(x)]
+
+
 def t_interval(values, confidence: float = 0.95) -> dict:
     """mean, sd (n-1), n and the two-sided ``confidence`` t-interval of the finite ``values``.
 
     sd and the interval are NaN for n < 2 (one seed says nothing about the spread)."""
     from scipy import stats
 
-    x = np.asarray([v for v in np.asarray(values, dtype=float).ravel() if np.isfinite(v)])
+    x = _finite(values)
     n = len(x)
     if n == 0:
         return dict(mean=np.nan, sd=np.nan, n=0, ci_low=np.nan, ci_high=np.nan)
@@ -541,7 +547,7 @@ def welch_interval(a, b, confidence: float = 0.95) -> dict:
     either side has fewer than 2 values."""
     from scipy import stats
 
-    x, y = (np.asarray([v for v in np.asarray(z, dtype=float).ravel() if np.isfinite(v)]) for z in (a, b))
+    x, y = _finite(a), _finite(b)
     if len(x) == 0 or len(y) == 0:
         return dict(diff=np.nan, ci_low=np.nan, ci_high=np.nan)
     diff = float(x.mean() - y.mean())
@@ -579,16 +585,16 @@ def describe_outcomes(summary: pd.DataFrame, claims: dict | None = None, metric:
                       baseline: str | None = None) -> str:
     """§5.3: which configurations completed or diverged (and where), against the paper's claims
     (``claims``: label -> what the paper reports; a claim starting with "stable" expects no divergence,
-    any other expects instability: a divergence, or a GP that stays high, `GP_HIGH`). With ``metric`` and ``baseline`` (a label), each other configuration's
-    best metric is compared with the baseline's (Welch 95% interval of the difference): a collapse that
-    the divergence rule does not stop still shows there."""
+    any other expects instability: a divergence, or a GP that stays high, `GP_HIGH`). With ``metric`` and
+    ``baseline`` (a label), each other configuration's best metric is compared with the baseline's (Welch 95%
+    interval of the difference): a collapse that the divergence rule does not stop still shows there."""
     text = []
     base = summary[summary["label"] == baseline] if baseline is not None else summary.iloc[0:0]
     for label in pd.unique(summary["label"]):
         g = summary[summary["label"] == label]
         n_div = int((g["state"] == "diverged").sum())
         line = f"- **{label}**: {outcome_summary(g['state'], g['step'])}; max GP {_fmt(g['gp_max'].max(), 3)}"
-        high = g[(g["state"] != "diverged") & np.isfinite(g.get("gp_high_step", pd.Series(np.nan, g.index)))]
+        high = g[(g["state"] != "diverged") & np.isfinite(g["gp_high_step"])]
         if len(high):
             at = ", ".join(f"seed {int(r.seed)} from step {int(r.gp_high_step)}" for r in high.itertuples())
             line += (f"; GP above {GP_HIGH:g} for {GP_HIGH_WINDOW} steps without stopping the run in "
@@ -610,7 +616,8 @@ def describe_outcomes(summary: pd.DataFrame, claims: dict | None = None, metric:
                 verdict = (f"partly: no run diverged, but its best {metric} is significantly worse than the "
                            "baseline's (look at the samples for a collapse)")
             elif worse < 0:
-                verdict = f"not reproduced: no run diverged, and its best {metric} is significantly better than the baseline's"
+                verdict = (f"not reproduced: no run diverged, and its best {metric} is significantly better "
+                           "than the baseline's")
             else:
                 verdict = ("not reproduced: no run diverged and the GP never stayed high"
                            + (f"; its best {metric} is not worse than the baseline's" if cmp_text else ""))

@@ -23,13 +23,10 @@ pytestmark = pytest.mark.skipif(CUDA.type == "cuda" and not torch.cuda.is_availa
 @pytest.mark.parametrize("k, groups, stride", [(1, 4, 1), (3, 4, 1), (3, 8, 2), (7, 1, 1)])
 def test_involution_on_cuda_equals_unfold_and_cpu(k, groups, stride):
     from gan_lib.layers.involution import involution2d, involution2d_unfold
+    from test_layers import _inputs
 
     torch.manual_seed(0)
-    b, c, h, w = 2, 8, 9, 9
-    pad = (k - 1) // 2
-    ho = (h + 2 * pad - k) // stride + 1
-    x = torch.randn(b, c, h, w, dtype=torch.float64)
-    kernel = torch.randn(b, groups, k * k, ho, ho, dtype=torch.float64)
+    x, kernel = _inputs(2, 8, 9, 9, groups, k, stride, 1)
     out = involution2d(x.to(CUDA), kernel.to(CUDA), k, stride=stride)
     ref = involution2d_unfold(x.to(CUDA), kernel.to(CUDA), k, stride=stride)
     assert out.device.type == CUDA.type and torch.allclose(out, ref, atol=1e-10)
