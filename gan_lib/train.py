@@ -242,8 +242,17 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, dataset=None, progress: bool
         torch.backends.cudnn.benchmark = True
     try:
         return _train(cfg, run, device, dataset, progress, callback, resuming)
+    except KeyboardInterrupt:
+        if run.read_status().get("state") != "interrupted":  # during set-up: the loop's handler did not run
+            saved = run.load_checkpoint("last")["step"] if resuming else 0
+            run.write_status(state="interrupted", step=saved, steps=cfg.steps,
+                             checkpoint_step=saved if resuming else None,
+                             reason="KeyboardInterrupt during set-up, before the first step",
+                             finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        raise
     finally:
-        torch.use_deterministic_algorithms(prev_deterministic)
+        if torch.are_deterministic_algorithms_enabled() != prev_deterministic:  # the call imports torch._inductor
+            torch.use_deterministic_algorithms(prev_deterministic)
         torch.backends.cudnn.benchmark = prev_benchmark
 
 
@@ -442,7 +451,7 @@ def _train(cfg, run, device, dataset, progress, callback, resuming):
                     run.write_status(step=step, checkpoint_step=step, best=best, sec_per_step=_sps(clock))
                 if do_eval or do_samples or do_ckpt:
                     clock["t"] = time.perf_counter()  # housekeeping is not step time
-                if sigint.requested:
+                if sigint.requested and step < cfg.steps:  # after the last step there is nothing to stop
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()

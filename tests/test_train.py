@@ -162,3 +162,46 @@ def test_native_bf16_matches_the_cpu_flags():
         pytest.skip("no /proc/cpuinfo")
     has = any(f in flags.split() for f in ("amx_bf16", "amx_tile", "avx512_bf16"))
     assert train_mod.native_bf16(torch.device("cpu")) == has
+
+
+def test_interrupt_during_set_up_marks_the_run_interrupted(celeba_root, celeba32, tmp_path, monkeypatch):
+    def stopped(*args, **kw):  # Ctrl-C (or a deadline's SIGINT) while the models are being built
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "build_training", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        train(smoke(celeba_root), tmp_path, dataset=celeba32)
+    status = RunDir(tmp_path).read_status()
+    assert status["state"] == "interrupted" and status["step"] == 0 and "set-up" in status["reason"]
+    monkeypatch.undo()
+    assert train(smoke(celeba_root), tmp_path, dataset=celeba32)["state"] == "completed"
+
+
+def test_sigint_after_the_last_step_completes_the_run(straight, celeba_root, celeba32, tmp_path):
+    import os
+    import signal
+
+    steps = smoke(celeba_root).steps
+
+    def sigint_at_the_last_step(step, row):  # deferred: the run finishes the step's evaluation and checkpoint
+        if step == steps:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    status = train(smoke(celeba_root), tmp_path, dataset=celeba32, callback=sigint_at_the_last_step)
+    assert status["state"] == "completed" and status["step"] == steps
+    assert RunDir(tmp_path).load_checkpoint("last")["step"] == steps
+    assert losses(tmp_path) == losses(straight[0])
+
+
+def test_sigint_before_the_last_step_interrupts_after_that_step(celeba_root, celeba32, tmp_path):
+    import os
+    import signal
+
+    def sigint_at_3(step, row):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(smoke(celeba_root), tmp_path, dataset=celeba32, callback=sigint_at_3)
+    status = RunDir(tmp_path).read_status()
+    assert status["state"] == "interrupted" and status["checkpoint_step"] == status["step"] >= 3
