@@ -114,7 +114,8 @@ def _csv(path: Path) -> pd.DataFrame:
 
 def load_runs(runs, skip_timing_rows: int = SKIP_TIMING_ROWS) -> pd.DataFrame:
     """One row per run: label, seed, name, path, state, step, steps, reason, outcome, sec_per_step (median of
-    metrics.csv), best_metric/best_value/best_step (status.json) and the config columns (`CONFIG_COLUMNS`)."""
+    metrics.csv), best_metric/best_value/best_step, device and precision_used (status.json) and the config
+    columns (`CONFIG_COLUMNS`; their ``precision`` is the one asked for, e.g. "auto")."""
     rows = []
     for e in run_entries(runs):
         run = RunDir(e["path"])
@@ -130,7 +131,7 @@ def load_runs(runs, skip_timing_rows: int = SKIP_TIMING_ROWS) -> pd.DataFrame:
                    outcome=outcome_text(state, step, status.get("steps"), reason),
                    sec_per_step=measured_sec_per_step(_csv(run.metrics_path), skip_timing_rows),
                    best_metric=best.get("metric"), best_value=best.get("value"), best_step=best.get("step"),
-                   device=status.get("device"))
+                   device=status.get("device"), precision_used=status.get("precision"))
         row.update({k: cfg.get(k) for k in CONFIG_COLUMNS if k != "steps"})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -199,7 +200,8 @@ def sustained_above(steps, values, threshold: float, window: int) -> float:
 
 
 def summarize_runs(runs, metrics: list[str] | None = None, skip_timing_rows: int = SKIP_TIMING_ROWS) -> pd.DataFrame:
-    """One row per run: label, seed, state, step, outcome, sec_per_step, ``<m>_best``, ``<m>_best_step``,
+    """One row per run: label, seed, state, step, outcome, sec_per_step, device and precision (as the run
+    resolved them: a study may mix machines), ``<m>_best``, ``<m>_best_step``,
     ``<m>_final`` for each metric (all metric columns by default), and ``gp_max``, ``gp_final``,
     ``gp_high_step`` (`GP_HIGH`: the step from which the GP stayed high, NaN if never), ``emd_final`` from
     metrics.csv."""
@@ -209,7 +211,9 @@ def summarize_runs(runs, metrics: list[str] | None = None, skip_timing_rows: int
     metrics = list(metrics) if metrics is not None else metric_columns(evals)
     rows = []
     for e, base in zip(entries, table.to_dict("records")):
-        row = {k: base[k] for k in ("label", "seed", "name", "state", "step", "steps", "outcome", "sec_per_step")}
+        row = {k: base[k] for k in ("label", "seed", "name", "state", "step", "steps", "outcome", "sec_per_step",
+                                    "device")}
+        row["precision"] = base.get("precision_used") or base.get("precision")  # resolved ("auto" -> bf16/fp32)
         ev = evals[evals["name"] == e["name"]] if len(evals) else evals
         for m in metrics:
             vals = pd.to_numeric(ev[m], errors="coerce") if m in ev else pd.Series(dtype=float)

@@ -13,7 +13,8 @@ SLOW_ROWS_SEC = 9.0  # sec_per_step of the first rows (start-up), which report l
 
 def make_run(root: Path, label: str, seed: int, evals: list[float], *, state: str = "completed", steps: int = 20,
              step: int | None = None, reason: str | None = None, sec: float = 0.1, gp: float = 0.5,
-             samples: tuple = (0, 10, 20), eval_every: int = 10, **cfg) -> Path:
+             samples: tuple = (0, 10, 20), eval_every: int = 10, device: str = "cpu", precision: str = "fp32",
+             **cfg) -> Path:
     """A run folder ``root/<label>-s<seed>``: ``steps`` metrics rows (the first 10 at SLOW_ROWS_SEC s/step, the
     rest at ``sec``), evaluations ``swd = evals[i]`` at steps eval_every, 2*eval_every, ..., sample grids at
     ``samples``, and status ``state`` at ``step`` (default ``steps``)."""
@@ -30,6 +31,6 @@ def make_run(root: Path, label: str, seed: int, evals: list[float], *, state: st
     for s in samples:
         if s <= last:
             run.save_samples(torch.rand(64, 3, 8, 8, generator=g) * 2 - 1, s)
-    run.write_status(state=state, step=last, steps=steps, reason=reason, sec_per_step=sec,
-                     best={"metric": "swd", "value": min(evals) if evals else None, "step": None})
+    run.write_status(state=state, step=last, steps=steps, reason=reason, sec_per_step=sec, device=device,
+                     precision=precision, best={"metric": "swd", "value": min(evals) if evals else None, "step": None})
     return path

@@ -18,7 +18,7 @@ def runs(tmp_path):
     paths = [make_run(tmp_path, "a", 0, [5.0, 1.0], sec=0.1),
              make_run(tmp_path, "a", 1, [2.0, 4.0], sec=0.2),
              make_run(tmp_path, "a", 2, [3.0, 3.0], sec=0.3),
-             make_run(tmp_path, "b", 0, [7.0, 6.0]),
+             make_run(tmp_path, "b", 0, [7.0, 6.0], device="cuda", precision="bf16"),
              make_run(tmp_path, "b", 1, [8.0], state="diverged", step=15,
                       reason="gradient penalty above 100.0 for 10 consecutive steps (step 15)")]
     return paths
@@ -36,6 +36,7 @@ def test_summarize_runs_best_final_and_timing(runs):
     assert s.loc[4, "outcome"].startswith("diverged at step 15 (gradient penalty")
     assert s.loc[4, "gp_max"] == pytest.approx(0.5 * 15) and s.loc[0, "gp_final"] == pytest.approx(10.0)
     assert "swd_16_std" not in s and "eval_sec_best" not in s
+    assert list(s["device"]) == ["cpu", "cpu", "cpu", "cuda", "cpu"] and s.loc[3, "precision"] == "bf16"
 
 
 def test_aggregate_mean_sd_and_t_interval(runs):
