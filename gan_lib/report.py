@@ -278,7 +278,9 @@ def aggregate(summary: pd.DataFrame, metrics: list[str] | None = None, by: str =
               confidence: float = 0.95) -> pd.DataFrame:
     """Per configuration (``by``; first-appearance order): n runs, outcome, and for each metric ``m``
     ``m_best_{mean,sd,n,ci_low,ci_high}`` (best = min over a run's evaluations) and ``m_final_{mean,sd}``;
-    ``sec_per_step_{mean,sd}``. ``summary`` is `summarize_runs`'s table; ``metrics`` default: those present."""
+    ``sec_per_step_{mean,sd}`` (NaN when the runs trained on different devices or precisions) and ``devices``
+    (e.g. "cuda bf16 x2, cpu fp32 x1"). ``summary`` is `summarize_runs`'s table; ``metrics`` default: those
+    present."""
     if metrics is None:
         metrics = [c[:-5] for c in summary.columns if c.endswith("_best")]
     rows = []
@@ -293,6 +295,12 @@ def aggregate(summary: pd.DataFrame, metrics: list[str] | None = None, by: str =
             row[f"{m}_final_mean"], row[f"{m}_final_sd"] = final["mean"], final["sd"]
         sps = t_interval(g["sec_per_step"], confidence)
         row["sec_per_step_mean"], row["sec_per_step_sd"] = sps["mean"], sps["sd"]
+        if "device" in g:
+            used = g["device"].fillna("?").astype(str) + " " + g.get("precision", pd.Series("", g.index)).fillna("")
+            counts = used.str.strip().value_counts(sort=False)
+            row["devices"] = ", ".join(f"{d} x{n}" for d, n in counts.items())
+            if len(counts) > 1:  # seconds on different machines do not average
+                row["sec_per_step_mean"] = row["sec_per_step_sd"] = np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -342,7 +350,8 @@ def table2(runs, costs: pd.DataFrame | None = None, metrics: list[str] | None = 
         cfg_dict = configs.get(label)
         a = agg[agg["label"] == label]
         a = a.iloc[0].to_dict() if len(a) else {}
-        row = dict(case=case["case"], K=K, G=G, R=R, label=label, n=a.get("n", 0), outcome=a.get("outcome", "not run"))
+        row = dict(case=case["case"], K=K, G=G, R=R, label=label, n=a.get("n", 0), outcome=a.get("outcome", "not run"),
+                   devices=a.get("devices", ""))
         for m in metrics:
             mu, sd = a.get(f"{m}_best_mean", np.nan), a.get(f"{m}_best_sd", np.nan)
             row[f"{m}_best_mean"], row[f"{m}_best_sd"], row[f"{m}_best"] = mu, sd, mean_sd(mu, sd)

@@ -213,3 +213,10 @@ def test_a_completed_run_whose_gp_stays_high_counts_as_unstable(tmp_path):
     assert "here: agrees" in base and "GP above" not in base
     assert "GP above 10 for 100 steps without stopping the run in 1/2 (seed 0 from step 11)" in bn
     assert "here: agrees (1/2 with the GP staying high)" in bn
+
+
+def test_aggregate_does_not_average_seconds_across_devices(runs):
+    agg = report.aggregate(report.summarize_runs(runs), ["swd"]).set_index("label")
+    assert agg.loc["a", "devices"] == "cpu fp32 x3" and agg.loc["a", "sec_per_step_mean"] == pytest.approx(0.2)
+    assert agg.loc["b", "devices"] == "cuda bf16 x1, cpu fp32 x1" and np.isnan(agg.loc["b", "sec_per_step_mean"])
+    assert agg.loc["b", "swd_best_mean"] == pytest.approx(7.0)  # the metrics still pool the seeds
