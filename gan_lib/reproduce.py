@@ -8,6 +8,9 @@ For each notebook of ``notebooks/`` (`study.EXPERIMENTS`, or those picked with `
    notebook reuses those runs and writes its figures and tables beside it);
 3. render ``<notebook>.html`` beside it with nbconvert.
 
+A notebook's runs live in ``<runs_root>/<preset>/...``, or in ``<runs_root>/<notebook>/<preset>/...`` when that
+folder exists (runs kept apart, e.g. trained on another machine: `notebook_runs_root`).
+
 A notebook that fails is recorded and the others go on; ``<results>/<preset>/reproduce_status.json`` keeps
 each notebook's status (ok | failed | skipped), time, paths and message, and a summary is printed.
 
@@ -168,6 +171,13 @@ def _save_status(path: Path, status: dict) -> None:
     atomic_write_text(path, json.dumps(status, indent=2) + "\n")
 
 
+def notebook_runs_root(runs_root: Path, name: str, preset: str) -> Path:
+    """``<runs_root>/<notebook>`` when it holds runs of ``preset`` (a notebook whose runs live apart, e.g. trained
+    on another machine: notebook 02's in results/runs), else ``runs_root``."""
+    own = Path(runs_root) / name
+    return own if (own / preset).is_dir() else Path(runs_root)
+
+
 def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, data_root: str | None = None,
               mnist_root: str | None = None, jobs: int = 1, threads: int | None = None,
               runs_root: str | Path = "runs", results: str | Path = "results", steps: int | None = None,
@@ -205,7 +215,11 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
         head = f"[{i}/{len(names)}] {name}"
         entry = dict(started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         t0 = time.time()
-        params = dict(preset=preset, dataset=dataset, data_root=data_root, runs_root=str(runs_root),
+        nb_runs_root = notebook_runs_root(runs_root, name, preset)
+        if nb_runs_root != runs_root:
+            entry["runs_root"] = str(nb_runs_root)
+            log(f"{head}: its own runs root {nb_runs_root}")
+        params = dict(preset=preset, dataset=dataset, data_root=data_root, runs_root=str(nb_runs_root),
                       out_dir=str(base / name), jobs=jobs, threads=threads, steps=steps, eval_every=eval_every,
                       seeds=None if seeds is None else list(seeds), train=train)
         if name == MNIST_NOTEBOOK:
@@ -224,7 +238,7 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
             exp = experiment(name, preset, **kwargs, **extra)
             log(f"{head}: " + (f"training {len(exp.specs)} runs (finished ones are reused)" if train
                                else f"collecting the finished runs of {len(exp.specs)} (train=False)"))
-            outcomes = exp.run(runs_root=runs_root, jobs=jobs, threads=threads, progress=progress, train=train)
+            outcomes = exp.run(runs_root=nb_runs_root, jobs=jobs, threads=threads, progress=progress, train=train)
             entry["runs"] = _count(outcomes)
             bad = [f"{o['name']}: {o['reason']}" for o in outcomes if o["state"] == "failed"]
             if bad:

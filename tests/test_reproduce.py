@@ -102,3 +102,13 @@ def test_reproduce_cli_errors(capsys):
     assert main(["reproduce", "--preset", "smoke", "--only", "9"]) == 2
     assert "matches 0 notebooks" in capsys.readouterr().err
     assert main(["reproduce", "--preset", "smoke", "--seeds", "a,b"]) == 2
+
+
+def test_a_notebook_with_its_own_runs_root_uses_it(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "cpu").mkdir(parents=True)
+    assert rp.notebook_runs_root(runs, "02_involution_hyperparameters", "cpu") == runs
+    (runs / "02_involution_hyperparameters" / "cpu").mkdir(parents=True)
+    assert rp.notebook_runs_root(runs, "02_involution_hyperparameters", "cpu") == runs / "02_involution_hyperparameters"
+    assert rp.notebook_runs_root(runs, "02_involution_hyperparameters", "smoke") == runs  # not for this preset
+    assert rp.notebook_runs_root(runs, "01_gan_comparison", "cpu") == runs
