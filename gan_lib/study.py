@@ -167,8 +167,12 @@ def run_one(spec: RunSpec, preset: str, path: Path, *, threads: int | None = Non
 
 def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_root: str | None = None,
             runs_root: str | Path = "runs", jobs: int = 1, threads: int | None = None, progress: bool = True,
-            train: bool = True, **overrides) -> list[dict]:
+            train: bool = True, on_done=None, **overrides) -> list[dict]:
     """Train every spec not yet done; returns one outcome dict per spec (state, step, reason, path, reused).
+    ``on_done(outcome)`` is called as each run ends (from a worker thread).
+
+    Ctrl-C / SIGINT: the running runs stop themselves (same process group), no queued run starts (the
+    executor's map cancels the pending ones), and KeyboardInterrupt is re-raised once the running ones ended.
 
     ``train=False`` only collects: finished runs are returned, unfinished ones get state ``"not_trained"``
     (render the notebooks from what a long study has finished so far).
@@ -194,6 +198,8 @@ def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_
             out = dict(label=specs[i].label, seed=specs[i].seed, name=specs[i].name, path=str(paths[i]),
                        state="failed", step=None, reason=f"{type(e).__name__}: {e}", reused=False, wall_sec=0.0)
         outcomes[i] = out
+        if on_done is not None:
+            on_done(out)
         bar.set_postfix_str(f"{out['name']}: {out['state']}" + (" (reused)" if out["reused"] else ""))
         bar.update(1)
         return out

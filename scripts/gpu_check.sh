@@ -9,8 +9,9 @@
 #      and, for the study runs of step 5:  python scripts/carry_celeba.py pack   (-> .carry/, gitignored, 29 MB)
 #   2. device tool: run(command="bash scripts/gpu_check.sh", carry=[".whl", ".carry"], timeout_s=600)
 #      (the working tree travels too, 64 MiB in all: move results/cpu/ out of the checkout for the call)
-#   3. copy what came back (files_at) to results/paper/gpu_check/, unpack runs.tar.gz into results/runs/<gpu>/,
-#      and commit them (scripts/record_runs.sh results/runs/<gpu>).
+#   3. copy what came back (files_at) to results/paper/gpu_check/, unpack runs.tar.gz into the notebook's own runs
+#      root results/runs/<notebook>/ (which `reproduce` uses when it exists) and commit the finished runs
+#      (scripts/record_runs.sh results/runs/<notebook>).
 #
 # What it does, each step's output into $OUT (default results/gpu_check; 8 files, the tool's limit):
 #   nvidia-smi.txt    the GPU

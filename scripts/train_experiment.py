@@ -1,14 +1,15 @@
 """Train the runs of one notebook's experiment without papermill (a device machine has no Jupyter stack).
 
     python scripts/train_experiment.py 02 --preset cpu --data-root /work/shared/data/celeba \\
-        --runs-root results/runs/h200 --jobs 7 [--seeds 0,1,2] [--threads 2] [--dataset celeba] [--split all]
+        --runs-root results/runs/02_involution_hyperparameters --jobs 8 [--seeds 0,1,2] [--threads 1] \\
+        [--dataset celeba] [--split all]
 
 The run folders are exactly those the notebook finds (`study.run_path`; same configs), so rendering the notebook
-later with ``python -m gan_lib reproduce --no-train --runs-root <runs-root>`` reuses them. ``--jobs`` runs train
-at a time, started seed-major (every configuration of seed 0, then seed 1, ...), so a stop at a deadline leaves
-the lowest seeds finished. SIGINT (Ctrl-C, or ``kill -INT -- -PGID`` to the process group) stops the running
-runs, which save a checkpoint and mark themselves interrupted (they resume on the next call), and no new run
-starts after it. One JSON line per run on stdout as it ends.
+later with ``python -m gan_lib reproduce --no-train`` reuses them. ``--jobs`` runs train at a time
+(`study.run_all`), started seed-major (every configuration of seed 0, then seed 1, ...), so a stop at a deadline
+leaves the lowest seeds finished. SIGINT (Ctrl-C, or ``kill -INT -- -PGID`` to the process group) stops the
+running runs, which save a checkpoint and mark themselves interrupted (they resume on the next call), and no
+new run starts after it (exit code 130). One JSON line per run on stdout as it ends.
 """
 from __future__ import annotations
 
@@ -16,40 +17,18 @@ import argparse
 import json
 import signal
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_lib.reproduce import select_notebooks  # noqa: E402
-from gan_lib.study import DEFAULT_SEEDS, experiment, repo_path, run_one, run_path  # noqa: E402
-from gan_lib.train import load_data  # noqa: E402
+from gan_lib.study import DEFAULT_SEEDS, experiment, repo_path, run_all  # noqa: E402
 
 
 def seed_major(specs: list) -> list:
     """Every configuration of the lowest seed first (the configurations' order kept within a seed)."""
     return sorted(specs, key=lambda s: s.seed)
-
-
-def train(exp, runs_root: str, jobs: int, threads: int | None, stop: threading.Event, report) -> list[dict]:
-    """Train ``exp``'s runs ``jobs`` at a time in seed-major order; none starts once ``stop`` is set."""
-    specs = seed_major(exp.specs)
-    cfg0 = specs[0].config(exp.preset, **exp.common)
-    if jobs > 1:  # decode the dataset once (into the gan_lib cache) before parallel runs read it
-        load_data(cfg0, progress=False)
-
-    def work(spec):
-        if stop.is_set():
-            return None
-        path = run_path(repo_path(runs_root), exp.preset, cfg0.dataset, cfg0.image_size, spec)
-        out = run_one(spec, exp.preset, path, threads=threads, **exp.common)
-        report(out)
-        return out
-
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        return [o for o in pool.map(work, specs) if o is not None]
 
 
 def main(argv=None) -> int:
@@ -73,20 +52,25 @@ def main(argv=None) -> int:
                      eval_every=a.eval_every, **extra)
     print(exp.describe(), flush=True)
     start = time.time()
-    stop = threading.Event()
+    finished = []
 
-    def on_sigint(signum, frame):  # the runs got the signal too (same process group) and stop themselves
-        if not stop.is_set():
-            print(f"SIGINT after {time.time() - start:.0f} s: no new run starts; running runs save a checkpoint",
-                  flush=True)
-        stop.set()
+    def report(outcome):
+        finished.append(outcome["state"] in ("completed", "diverged"))
+        print(json.dumps(dict(outcome, t=round(time.time() - start, 1))), flush=True)
 
-    signal.signal(signal.SIGINT, on_sigint)
-    outcomes = train(exp, a.runs_root, a.jobs, a.threads, stop,
-                     lambda o: print(json.dumps(dict(o, t=round(time.time() - start, 1))), flush=True))
-    done = sum(o["state"] in ("completed", "diverged") for o in outcomes)
-    print(f"{done} of {len(exp.specs)} runs finished in {time.time() - start:.0f} s", flush=True)
-    return 130 if stop.is_set() else 0
+    # A job started with `&` by a non-interactive shell inherits SIGINT ignored (gpu_check.sh starts this one
+    # so): restore Python's KeyboardInterrupt so the deadline's SIGINT stops the queue.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        run_all(seed_major(exp.specs), exp.preset, runs_root=repo_path(a.runs_root), jobs=a.jobs,
+                threads=a.threads, progress=False, on_done=report, **exp.common)
+        code = 0
+    except KeyboardInterrupt:
+        print(f"SIGINT after {time.time() - start:.0f} s: no new run started; the running runs saved a checkpoint",
+              flush=True)
+        code = 130
+    print(f"{sum(finished)} of {len(exp.specs)} runs finished in {time.time() - start:.0f} s", flush=True)
+    return code
 
 
 if __name__ == "__main__":

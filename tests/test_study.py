@@ -1,6 +1,8 @@
 """gan_lib.study: run specs, shared run folders, reuse of finished runs, render-only mode."""
 import json
 
+import pytest
+
 from gan_lib import study
 
 
@@ -34,3 +36,26 @@ def test_run_all_reuses_finished_runs_and_train_false_only_collects(tmp_path):
     # a changed config is not silently reused
     (changed,) = study.run_all([dcgan], "smoke", train=False, **{**common, "max_images": 32})
     assert changed["state"] == "not_trained"
+
+
+def test_run_all_starts_no_run_after_sigint_and_reports_each_end(tmp_path, monkeypatch):
+    import os
+    import signal
+    import time
+
+    started, reported = [], []
+
+    def fake_run_one(spec, preset, path, **kw):  # the third run is where Ctrl-C (a deadline's SIGINT) arrives
+        started.append(spec.name)
+        if len(started) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # still running when the main thread gets KeyboardInterrupt
+        return dict(name=spec.name, state="completed", reused=False)
+
+    monkeypatch.setattr(study, "run_one", fake_run_one)
+    specs = study.involution_cases((0,))
+    with pytest.raises(KeyboardInterrupt):
+        study.run_all(specs, "smoke", dataset="synthetic", runs_root=tmp_path, jobs=1, progress=False,
+                      on_done=reported.append)
+    assert started == [s.name for s in specs[:3]]  # the queued runs were not started
+    assert [o["name"] for o in reported] == started  # the running one ended and was reported
