@@ -58,24 +58,22 @@ def pack(root: Path, size: int, out: Path) -> None:
     from PIL import Image
 
     from gan_lib.data import load_dataset
-    from gan_lib.data.celeba import celeba_files, partition_file
-    from gan_lib.data.images import list_images
+    from gan_lib.data.celeba import celeba_files, partition_file, read_partition
 
     data = load_dataset("celeba", root=root, image_size=size, split="train", progress=True)
     array = data.images.numpy()
     assert array.dtype == np.uint8 and array.shape[1:] == (3, size, size), array.shape
-    images, _ = celeba_files(root, "train")
-    names = list_images(images, recursive=False)
-    keep = set(names)
-    part = [line for line in partition_file(Path(root), images).read_text().splitlines()
-            if line.split()[:1] and line.split()[0] in keep]
+    digest = sha256(array)
+    images, names = celeba_files(root, "all")
+    split_of = read_partition(partition_file(Path(root), images))
+    part = [f"{n} {split_of[n]}" for n in names if n in split_of]
     out.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     Image.fromarray(to_mosaic(array)).save(buf, format="WEBP", lossless=True, quality=100, method=4)
     (out / f"celeba{size}.webp").write_bytes(buf.getvalue())
     (out / f"celeba{size}.json").write_text(json.dumps(dict(
-        size=size, count=len(array), sha256=sha256(array), names=names, partition=part)))
-    print(f"packed {len(array)} images ({size}px, sha256 {sha256(array)[:12]}) -> {out}: "
+        size=size, count=len(array), sha256=digest, names=names, partition=part)))
+    print(f"packed {len(array)} images ({size}px, sha256 {digest[:12]}) -> {out}: "
           f"{len(buf.getvalue()) / 1e6:.1f} MB webp")
 
 
