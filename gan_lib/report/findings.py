@@ -1,0 +1,186 @@
+"""What the numbers say: a few sentences computed from the tables, for the notebooks.
+
+These texts describe (rankings, outcomes, intervals); the verdicts on the paper's claims are the claims table's
+(`gan_lib.report.claims`), computed by its rules.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .runs import GP_HIGH, GP_HIGH_WINDOW
+from .stats import t_interval, welch_interval
+from .tables import mean_sd, outcome_summary
+
+__all__ = ["describe_ranking", "describe_comparison", "describe_table2", "describe_outcomes", "dataset_note",
+           "SELECTION_NOTE"]
+
+
+def _fmt(v, digits=4) -> str:
+    return f"{v:.{digits}g}" if v is not None and np.isfinite(v) else "n/a"
+
+
+SELECTION_NOTE = ("\"Best\" is the minimum over a run's evaluations (the paper's min(FID)): a selected statistic, "
+                  "biased low against the value a run ends with, and more so for noisier runs; the final value "
+                  "(the last evaluation) is not selected.")
+
+
+def describe_ranking(agg: pd.DataFrame, metric: str, by: str = "label") -> str:
+    """Markdown: configurations ranked by mean best ``metric``, with whether the 95% CIs of the first two
+    overlap (lower is better); then the order by the final value, and where it differs from the best's."""
+    col = f"{metric}_best_mean"
+    if col not in agg or not np.isfinite(agg[col]).any():
+        return f"No finite best {metric} to rank."
+    ranked = agg[np.isfinite(agg[col])].sort_values(col, kind="stable")
+    parts = [f"{r[by]} {mean_sd(r[col], r[f'{metric}_best_sd'])}" for _, r in ranked.iterrows()]
+    text = [f"Ranked by best {metric} (lower is better; mean ± sd over seeds): " + " < ".join(parts) + "."]
+    if len(ranked) >= 2:
+        a, b = ranked.iloc[0], ranked.iloc[1]
+        if np.isfinite(a[f"{metric}_best_ci_high"]) and np.isfinite(b[f"{metric}_best_ci_low"]):
+            overlap = a[f"{metric}_best_ci_high"] >= b[f"{metric}_best_ci_low"]
+            text.append(f"The 95% intervals of {a[by]} [{_fmt(a[f'{metric}_best_ci_low'])}, "
+                        f"{_fmt(a[f'{metric}_best_ci_high'])}] and {b[by]} [{_fmt(b[f'{metric}_best_ci_low'])}, "
+                        f"{_fmt(b[f'{metric}_best_ci_high'])}] "
+                        + ("overlap: the difference is not significant at this number of seeds."
+                           if overlap else "do not overlap."))
+        else:
+            text.append("One seed per configuration: no interval, so the order is not tested.")
+    fcol = f"{metric}_final_mean"
+    if fcol in agg and len(ranked) >= 2:
+        final = agg[np.isfinite(pd.to_numeric(agg[fcol], errors="coerce"))].sort_values(fcol, kind="stable")
+        fparts = [f"{r[by]} {mean_sd(r[fcol], r.get(f'{metric}_final_sd'))}" for _, r in final.iterrows()]
+        same = list(final[by]) == list(ranked[by])
+        text.append(f"By final {metric}: " + " < ".join(fparts) + "; "
+                    + ("the same order." if same else "**a different order from the best's.**"))
+    not_done = agg[~agg["outcome"].str.fullmatch(r"\d+/\d+ completed")]
+    for _, r in not_done.iterrows():
+        text.append(f"{r[by]}: {r['outcome']}.")
+    return " ".join(text)
+
+
+def describe_comparison(agg: pd.DataFrame, metric: str, costs: pd.DataFrame | None = None,
+                        igan: str = "igan-k3g4r2") -> str:
+    """Experiment 1 / MNIST: the ranking, where iGAN lands (the paper: first by FID), and its cost."""
+    text = [describe_ranking(agg, metric)]
+    col = f"{metric}_best_mean"
+    ok = agg[np.isfinite(agg[col])].sort_values(col) if col in agg else agg.iloc[0:0]
+    if igan in set(ok["label"]):
+        rank = list(ok["label"]).index(igan) + 1
+        text.append(f"The paper ranks iGAN first by min(FID); here it ranks {rank} of {len(ok)} by best {metric}"
+                    + (" (agrees)." if rank == 1 else " (does not agree)."))
+    if costs is not None and len(costs):
+        parts = [f"{r.label} {_fmt(r.sec_per_step, 3)} s/step, {_fmt(r.peak_rss_mb, 4)} MB peak, "
+                 f"{int(r.params_G):,} + {int(r.params_D):,} parameters (G + D)" for r in costs.itertuples()]
+        text.append("Cost, measured side by side: " + "; ".join(parts) + ".")
+    return " ".join(text)
+
+
+def describe_table2(t2: pd.DataFrame, metric: str) -> str:
+    """Experiment 2: best case, rank agreement with the paper's min(FID) (Spearman), time vs eq. (4) count."""
+    from scipy import stats
+
+    col = f"{metric}_best_mean"
+    ok = t2[np.isfinite(t2[col])] if col in t2 else t2.iloc[0:0]
+    text = []
+    if len(ok):
+        best = ok.sort_values(col).iloc[0]
+        text.append(f"Lowest best {metric}: case {int(best['case'])} (K={best['K']}, G={best['G']}, R={best['R']}) "
+                    f"{best[f'{metric}_best']}; the paper's best is case 1 (min FID 61.51).")
+    if len(ok) >= 3:
+        rho, p = stats.spearmanr(ok[col], ok["paper_min_fid"])
+        text.append(f"Rank agreement with the paper's min(FID) over {len(ok)} cases: Spearman rho = {rho:.2f} "
+                    f"(p = {p:.2g}).")
+    time_col = "cost_sec_per_step" if "cost_sec_per_step" in t2 else "sec_per_step"
+    tt = t2[np.isfinite(t2[time_col])]
+    if len(tt) >= 3:
+        rho, _ = stats.spearmanr(tt["K"], tt[time_col])
+        rho_p, _ = stats.spearmanr(tt["K"], tt["paper_sec_per_step"])
+        text.append(f"Time per step vs kernel size K: Spearman rho = {rho:.2f} here, {rho_p:.2f} in the paper "
+                    f"(larger K costs more computation).")
+    flagged = t2[t2["paper_params_flag"]]
+    for _, r in flagged.iterrows():
+        text.append(f"Case {int(r['case'])}: the paper's #parameters disagrees with its eq. (4) "
+                    f"({r['paper_params_note']}).")
+    rho, _ = stats.spearmanr(t2["eq4_params_C64"], t2["true_params_C64"])
+    text.append(f"Eq. (4) is a proportionality: at C=64 case 1 has {int(t2.iloc[0]['eq4_params_C64'])} parameters "
+                f"by eq. (4) and {int(t2.iloc[0]['true_params_C64'])} in the layer (W0, W1 with its bias, the batch "
+                f"norm); over the seven cases the two counts rank alike with Spearman rho = {rho:.2f}.")
+    return " ".join(text)
+
+
+def _against_baseline(g: pd.DataFrame, base: pd.DataFrame, metric: str) -> tuple[str, int]:
+    """(text, sign): the best ``metric`` of runs ``g`` against the baseline's; sign +1 significantly worse
+    (higher), -1 significantly better, 0 not distinguishable or not testable."""
+    col = f"{metric}_best"
+    if col not in g or col not in base:
+        return "", 0
+    a, b = t_interval(g[col]), t_interval(base[col])
+    w = welch_interval(g[col], base[col])
+    text = f"best {metric} {mean_sd(a['mean'], a['sd'])} vs the baseline's {mean_sd(b['mean'], b['sd'])}"
+    if not np.isfinite(w["ci_low"]):
+        return text + " (too few seeds to test the difference)", 0
+    ci = f"difference {_fmt(w['diff'], 3)}, 95% CI [{_fmt(w['ci_low'], 3)}, {_fmt(w['ci_high'], 3)}]"
+    if w["ci_low"] > 0:
+        return text + f": significantly worse ({ci})", 1
+    if w["ci_high"] < 0:
+        return text + f": significantly better ({ci})", -1
+    return text + f": not distinguishable ({ci})", 0
+
+
+def describe_outcomes(summary: pd.DataFrame, claims: dict | None = None, metric: str | None = None,
+                      baseline: str | None = None) -> str:
+    """§5.3: which configurations completed or diverged (and where), against the paper's claims
+    (``claims``: label -> what the paper reports; a claim starting with "stable" expects no divergence,
+    any other expects instability: a divergence, or a GP that stays high, `GP_HIGH`). With ``metric`` and
+    ``baseline`` (a label), each other configuration's best metric is compared with the baseline's (Welch 95%
+    interval of the difference): a collapse that the divergence rule does not stop still shows there."""
+    text = []
+    base = summary[summary["label"] == baseline] if baseline is not None else summary.iloc[0:0]
+    for label in pd.unique(summary["label"]):
+        g = summary[summary["label"] == label]
+        n_div = int((g["state"] == "diverged").sum())
+        line = f"- **{label}**: {outcome_summary(g['state'], g['step'])}; max GP {_fmt(g['gp_max'].max(), 3)}"
+        high = g[(g["state"] != "diverged") & np.isfinite(g["gp_high_step"])]
+        if len(high):
+            at = ", ".join(f"seed {int(r.seed)} from step {int(r.gp_high_step)}" for r in high.itertuples())
+            line += (f"; GP above {GP_HIGH:g} for {GP_HIGH_WINDOW} steps without stopping the run in "
+                     f"{len(high)}/{len(g)} ({at})")
+        cmp_text, worse = ("", 0)
+        if metric is not None and len(base) and label != baseline:
+            cmp_text, worse = _against_baseline(g, base, metric)
+            line += f"; {cmp_text}"
+        if claims and label in claims:
+            claim = claims[label]
+            if claim.startswith("stable"):
+                verdict = ("agrees" if n_div == 0 and not len(high)
+                           else f"does not agree ({n_div} diverged, {len(high)} with the GP staying high)")
+            elif n_div or len(high):
+                verdict = "agrees (" + ", ".join(
+                    ([f"{n_div}/{len(g)} diverged"] if n_div else [])
+                    + ([f"{len(high)}/{len(g)} with the GP staying high"] if len(high) else [])) + ")"
+            elif worse > 0:
+                verdict = (f"partly: no run diverged, but its best {metric} is significantly worse than the "
+                           "baseline's (look at the samples for a collapse)")
+            elif worse < 0:
+                verdict = (f"not reproduced: no run diverged, and its best {metric} is significantly better "
+                           "than the baseline's")
+            else:
+                verdict = ("not reproduced: no run diverged and the GP never stayed high"
+                           + (f"; its best {metric} is not worse than the baseline's" if cmp_text else ""))
+            line += f". Paper: {claim}; here: {verdict}"
+        text.append(line + ".")
+    return "\n".join(text)
+
+
+def dataset_note(dataset: str) -> str:
+    """Markdown: what the dataset means for comparing with the paper (loud for the synthetic stand-in)."""
+    if dataset == "synthetic":
+        return ("**Synthetic data.** These runs use the built-in synthetic shapes, not CelebA: the pipeline is "
+                "exercised end to end, but the numbers say nothing about the paper's claims. Put CelebA in "
+                "`./data/celeba/` (`img_align_celeba/*.jpg` and `list_eval_partition.txt`) or set "
+                "`GAN_LIB_CELEBA`, then run again.")
+    if dataset == "celeba":
+        return "CelebA (the paper's dataset, §4.1)."
+    if dataset == "mnist":
+        return "MNIST (the paper's appendix)."
+    return f"Dataset: {dataset}."
