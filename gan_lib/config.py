@@ -17,14 +17,18 @@ Choices the paper leaves open (documented here, overridable with ``--set key=val
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A bad preset, key or value; the CLI prints it without a traceback and exits with code 2."""
 
 
@@ -32,10 +36,14 @@ CHOICES = {
     "model": ("dcgan", "sagan", "igan"),
     "kernel_norm": ("none", "spectral", "batch"),
     "critic_sigma_norm": ("batch", "layer", "none"),
-    "precision": ("fp32", "bf16", "auto"),
+    "precision": ("fp32", "bf16", "auto", "fp64"),
     "device": ("auto", "cpu", "cuda"),
     "image_size": (32, 64),
 }
+
+# The fewest generated images an evaluation may use. KID's unbiased MMD and FID's covariance need at least 2;
+# with fewer than 16 images (16 x 128 SWD patches per level) every metric is mostly sampling noise.
+MIN_EVAL_SAMPLES = 16
 
 # Fields that may change when a run is resumed (everything else must match the run's config.json).
 RESUMABLE_FIELDS = ("steps", "log_every", "eval_every", "sample_every", "ckpt_every", "device", "compile",
@@ -75,7 +83,7 @@ class TrainConfig:
     # --- execution ---
     seed: int = 0
     device: str = "auto"                # auto = cuda when available, else cpu
-    precision: str = "fp32"             # fp32 | bf16 (autocast) | auto (bf16 where native: AMX/AVX512-BF16, CUDA)
+    precision: str = "fp32"             # fp32 | bf16 (autocast) | auto (bf16 where native: AMX/AVX512-BF16, CUDA) | fp64 (exactness tests)
     channels_last: bool = False
     compile: bool = False               # torch.compile the generator (the critic needs double backward)
     deterministic: bool = False         # deterministic algorithms; CPU runs are then bitwise reproducible
@@ -115,7 +123,67 @@ class TrainConfig:
         if isinstance(self.metrics, str):
             self.metrics = tuple(m for m in self.metrics.split(",") if m)
         self.metrics = tuple(self.metrics)
+        self._check_values()
+        self._check_model()
+        check_metric_names(self.metrics, "metrics")
+        self._check_best_metric()
         return self
+
+    def _check_values(self) -> None:
+        """Numeric ranges (a value out of range would train nonsense or fail later)."""
+        for key in ("gp_lambda", "lr_g", "lr_d", "lr_decay", "beta1", "beta2", "gp_explode_threshold"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise ConfigError(f"{key} must be a number, got {value!r}")
+        checks = [
+            ("gp_lambda", math.isfinite(self.gp_lambda) and self.gp_lambda >= 0, "a finite number >= 0"),
+            ("lr_g", math.isfinite(self.lr_g) and self.lr_g > 0, "a finite number > 0"),
+            ("lr_d", math.isfinite(self.lr_d) and self.lr_d > 0, "a finite number > 0"),
+            ("lr_decay", 0 < self.lr_decay <= 1, "in (0, 1] (1 = no decay)"),
+            ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
+            ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
+            ("gp_explode_threshold", self.gp_explode_threshold > 0, "> 0"),
+            ("eval_num_samples", self.eval_num_samples >= MIN_EVAL_SAMPLES,
+             f">= {MIN_EVAL_SAMPLES} (fewer images make every metric noise)"),
+        ]
+        if self.kernel_clip is not None:
+            clip = self.kernel_clip
+            ok = not isinstance(clip, bool) and isinstance(clip, (int, float)) and math.isfinite(clip) and clip > 0
+            checks.append(("kernel_clip", ok, "none or a finite number > 0"))
+        if self.max_images is not None:
+            checks.append(("max_images", self.max_images >= self.batch_size,
+                           f"none or >= batch_size ({self.batch_size}): a batch needs that many images"))
+        for key, ok, what in checks:
+            if not ok:
+                raise ConfigError(f"{key} must be {what}, got {getattr(self, key)!r}")
+
+    def _check_model(self) -> None:
+        """The network shapes the model needs (gan_lib.networks): block channels are width * 2**i."""
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"kernel_size must be odd (the involution window is centred on its pixel), got "
+                              f"{self.kernel_size}; use 1, 3, 5 or 7")
+        most = (self.image_size.bit_length() - 3) - 1  # stride-2 stages minus the output layer
+        if self.num_blocks > most:
+            raise ConfigError(f"num_blocks must be at most {most} for image_size {self.image_size}, got "
+                              f"{self.num_blocks}")
+        for channels in (self.width * 2 ** i for i in range(self.num_blocks)):
+            if self.model == "igan":
+                for key in ("groups", "reduction_ratio"):
+                    if channels % getattr(self, key):
+                        raise ConfigError(f"{key}={getattr(self, key)} must divide the channels of the involution "
+                                          f"layer ({channels}, from width={self.width}); choose a divisor of "
+                                          f"{channels} or another width")
+            if self.model == "sagan" and channels % 8:
+                raise ConfigError(f"sagan needs width * 2**i divisible by 8 (its query/key channels are 1/8 of "
+                                  f"{channels}); got width={self.width}")
+
+    def _check_best_metric(self) -> None:
+        if not self.metrics:
+            return
+        name = self.best_metric
+        if not any(m == name or m.startswith(name) or name.startswith(m + "_") for m in self.metrics):
+            raise ConfigError(f"best_metric={name!r} is not one of the evaluated metrics {list(self.metrics)} (or "
+                              f"one of their parts, e.g. swd_32); checkpoints/best.pt follows it")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -136,6 +204,18 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def check_metric_names(names, what: str = "metrics") -> None:
+    """`ConfigError` for a name that is not in the metrics registry (`gan_lib.metrics.METRICS`), with the
+    closest valid name."""
+    from .metrics.evaluate import METRICS
+
+    for name in names:
+        if name not in METRICS:
+            close = difflib.get_close_matches(str(name), list(METRICS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown metric {name!r} in {what}{hint}; choose from {sorted(METRICS)}")
 
 
 def field_names() -> list[str]:
