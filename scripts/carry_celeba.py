@@ -12,8 +12,8 @@ into ``--out`` (gitignored; the device tool's ``carry``, 64 MiB with the working
 
 ``stage`` rebuilds the array, checks its sha256, and makes ``--root`` a CelebA folder in which gan_lib finds the
 array as its cache entry: the partition file and one EMPTY placeholder per image name (the cache key is the
-dataset, the folder's absolute path, size, split, and a hash of the file names; a cache hit never opens the
-files). ``--root`` must be the path the runs were configured with here, so the runs' configs stay identical.
+dataset, the folder's absolute path, size, split, and a hash of the files' names, sizes and mtimes; a cache hit
+never opens the files). ``--root`` must be the path the runs were configured with here, so the runs' configs stay identical.
 It then loads the set through ``gan_lib.data.load_dataset`` and checks the sha256 again: the device trains on
 exactly the pixels this machine trains on. Nothing from ../shared is committed: ``.carry`` is ignored.
 """
@@ -81,8 +81,9 @@ def stage(out: Path, root: Path, size: int) -> None:
     from PIL import Image
 
     from gan_lib.data import load_dataset
-    from gan_lib.data.cache import ArrayCache, fingerprint
+    from gan_lib.data.cache import ArrayCache
     from gan_lib.data.celeba import celeba_files, image_folder
+    from gan_lib.data.fingerprint import files_fingerprint
 
     note = json.loads((out / f"celeba{size}.json").read_text())
     real = image_folder(root)
@@ -101,7 +102,7 @@ def stage(out: Path, root: Path, size: int) -> None:
     images, names = celeba_files(root, "train")
     cache = ArrayCache(None, name="celeba", root=str(images.resolve()), image_size=size, crop=None,
                        split="train", max_images=None)
-    cache.save(array, fingerprint(names), skipped_files={}, staged_from=f"{out}/celeba{size}.webp")
+    cache.save(array, files_fingerprint(images, names), skipped_files={}, staged_from=f"{out}/celeba{size}.webp")
     data = load_dataset("celeba", root=root, image_size=size, split="train", progress=False)
     got = data.images.numpy()
     if sha256(got) != note["sha256"]:

@@ -359,3 +359,101 @@ def test_synthetic_default_size(tmp_path, monkeypatch):
     assert synthetic.DEFAULT_SIZE == 10_000
     monkeypatch.setattr(synthetic, "DEFAULT_SIZE", 37)  # max_images=None means DEFAULT_SIZE images
     assert len(load_dataset("synthetic", image_size=8, cache_dir=tmp_path)) == 37
+
+
+# ---------------------------------------------------------------- issue 15: content-keyed cache, fingerprint, errors
+
+from gan_lib.data import DataError, DataMismatch, check_same_data, data_fingerprint  # noqa: E402
+from gan_lib.errors import UserError  # noqa: E402
+
+
+def copy_jpegs(celeba_root: Path, dest: Path, n: int) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in jpegs(celeba_root, n):
+        (dest / p.name).write_bytes(p.read_bytes())
+    return dest
+
+
+def test_cache_is_rebuilt_when_images_are_overwritten_in_place(celeba_root, tmp_path):
+    folder = copy_jpegs(celeba_root, tmp_path / "imgs", 3)
+    args = dict(image_size=16, cache_dir=tmp_path / "c", progress=False)
+    before = load_dataset("folder", folder, **args)
+    assert before.images.float().mean() > 40
+    for p in folder.iterdir():  # same names, black pixels
+        Image.new("RGB", (178, 218)).save(p, format="JPEG")
+    after = load_dataset("folder", folder, **args)
+    assert after.images.float().mean() < 2  # not the cached faces
+    assert data_fingerprint(after)["pixels"] != data_fingerprint(before)["pixels"]
+
+
+def test_a_repaired_file_is_no_longer_reported_unreadable(celeba_root, tmp_path):
+    folder = copy_jpegs(celeba_root, tmp_path / "imgs", 3)
+    good = (folder / sorted(os.listdir(folder))[0]).read_bytes()
+    (folder / "broken.jpg").write_bytes(good[:200])
+    args = dict(image_size=16, cache_dir=tmp_path / "c", progress=False)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        assert load_dataset("folder", folder, **args).skipped == 1
+    (folder / "broken.jpg").write_bytes(good)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        repaired = load_dataset("folder", folder, **args)
+    assert (len(repaired), repaired.skipped) == (4, 0)
+
+
+def test_fingerprint_accepts_a_copy_and_refuses_other_data(celeba_root, tmp_path):
+    args = dict(image_size=16, cache_dir=tmp_path / "c", progress=False)
+    a = copy_jpegs(celeba_root, tmp_path / "a", 4)
+    fp = data_fingerprint(load_dataset("folder", a, **args))
+    assert {"dataset", "split", "image_size", "channels", "num_images", "crop", "num_files", "files",
+            "pixels"} <= set(fp)
+    assert (fp["dataset"], fp["num_images"], fp["image_size"], fp["channels"]) == ("folder", 4, 16, 3)
+    copy = copy_jpegs(celeba_root, tmp_path / "copy", 4)  # same images elsewhere, other mtimes
+    fp_copy = data_fingerprint(load_dataset("folder", copy, **args))
+    assert fp_copy["files"] != fp["files"]
+    check_same_data(fp, fp_copy)  # the pixels decide: same data
+    check_same_data(None, fp_copy)  # a run from before fingerprints
+    more = copy_jpegs(celeba_root, tmp_path / "more", 5)
+    with pytest.raises(DataMismatch, match=r"num_images: run has 4, now 5.*--data-root") as e:
+        check_same_data(fp, data_fingerprint(load_dataset("folder", more, **args)))
+    assert isinstance(e.value, UserError)
+    Image.new("RGB", (178, 218), "white").save(copy / sorted(os.listdir(copy))[0], format="JPEG")
+    with pytest.raises(DataMismatch, match=r"pixels \(sha256 of the decoded images\)"):
+        check_same_data(fp, data_fingerprint(load_dataset("folder", copy, **args)))
+    with pytest.raises(DataMismatch, match="crop"):
+        check_same_data(fp, data_fingerprint(load_dataset("folder", a, crop=100, **args)))
+
+
+def test_fingerprint_of_uncached_and_built_in_sets(mnist_root, tmp_path):
+    m = load_dataset("mnist", mnist_root, split="test", image_size=32, max_images=20)
+    fp = data_fingerprint(m)
+    assert (fp["dataset"], fp["channels"], fp["num_images"]) == ("mnist", 1, 20) and len(fp["pixels"]) == 64
+    s1 = data_fingerprint(load_dataset("synthetic", image_size=16, max_images=20, seed=1, cache_dir=tmp_path))
+    again = data_fingerprint(load_dataset("synthetic", image_size=16, max_images=20, seed=1, cache_dir=tmp_path))
+    assert s1 == again  # the second load reads the pixel hash from the cache note
+    with pytest.raises(DataMismatch):
+        check_same_data(s1, data_fingerprint(load_dataset("synthetic", image_size=16, max_images=20, seed=2,
+                                                          cache_dir=tmp_path)))
+
+
+def test_bad_data_folders_and_partition_files_are_data_errors(celeba_root, tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.jpg").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="none of the 1 image files"):
+        load_dataset("folder", tmp_path / "junk", cache_dir=tmp_path, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no image files found"):
+        load_dataset("folder", tmp_path / "empty", cache_dir=tmp_path)
+    root = tmp_path / "celeba"
+    images = link_celeba(root / "img_align_celeba", celeba_root, 3)
+    part = root / "list_eval_partition.txt"
+    part.write_bytes(os.urandom(300))  # garbage
+    with pytest.raises(DataError, match=r"partition file .*list_eval_partition.txt holds no 'name split' lines"):
+        load_dataset("celeba", root, split="train", cache_dir=tmp_path, progress=False)
+    part.unlink()
+    with pytest.raises(DataError, match="needs list_eval_partition.txt"):
+        load_dataset("celeba", root, split="train", cache_dir=tmp_path, progress=False)
+    part.write_text("".join(f"{n} 2\n" for n in os.listdir(images)))  # every file in test: train is empty
+    with pytest.raises(DataError, match="split 'train' is empty"):
+        load_dataset("celeba", root, split="train", cache_dir=tmp_path, progress=False)
+    with pytest.raises(DataError, match="unknown dataset"):
+        load_dataset("imagenet", cache_dir=tmp_path)

@@ -2,6 +2,9 @@
 and a built-in synthetic set. See `load_dataset`."""
 from .celeba import find_celeba_root
 from .dataset import ImageDataset
+from .errors import DataError
+from .fingerprint import DataMismatch, check_same_data, data_fingerprint
 from .registry import DATASETS, load_dataset
 
-__all__ = ["DATASETS", "ImageDataset", "find_celeba_root", "load_dataset"]
+__all__ = ["DATASETS", "DataError", "DataMismatch", "ImageDataset", "check_same_data", "data_fingerprint",
+           "find_celeba_root", "load_dataset"]

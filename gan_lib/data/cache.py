@@ -1,21 +1,25 @@
 """The preprocessed-image cache: one uint8 ``.npy`` array ``(N, C, S, S)`` plus a ``.json`` note per set.
 
 A set is cached under a key made of everything that changes its pixels (dataset, absolute root, image size,
-crop, split, ``max_images`` and the preprocessing version). The JSON note also records a fingerprint of the
-source file list, so a folder whose files changed is rebuilt rather than served stale. Both files are written
-to a temporary name and moved into place with ``os.replace``; the note is written last, so a set without its
-note (an interrupted write) is never used.
+crop, split, ``max_images`` and the preprocessing version). The JSON note also records the source: a hash of
+every source file's name, size and modification time (`gan_lib.data.fingerprint.files_fingerprint`), so a
+folder whose files were added, removed or overwritten is decoded again rather than served stale; and
+``pixels``, the SHA-256 of the array (the data fingerprint of a run). Both files are written with
+`gan_lib.run_dir.atomic_write` (mode 0644 under the usual umask); the note is written last, so a set without
+its note (an interrupted write) is never used.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+
+from ..run_dir import atomic_write
+from .fingerprint import pixels_digest
 
 # Bump when decoding / cropping / resizing changes, so old caches are not reused.
 PREPROCESS_VERSION = 1
@@ -25,14 +29,6 @@ def default_cache_dir() -> Path:
     """``$GAN_LIB_CACHE`` or ``~/.cache/gan_lib`` (datasets go in its ``data/`` subfolder)."""
     env = os.environ.get("GAN_LIB_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "gan_lib"
-
-
-def fingerprint(names: Sequence[str]) -> str:
-    """A short hash of a list of file names (the source a cached set was built from)."""
-    h = hashlib.sha256()
-    for n in names:
-        h.update(n.encode("utf-8", "surrogateescape") + b"\0")
-    return h.hexdigest()[:16]
 
 
 class ArrayCache:
@@ -63,22 +59,12 @@ class ArrayCache:
             return None
         return array, meta
 
-    def save(self, array: np.ndarray, source_fingerprint: str | None = None, **extra: Any) -> None:
-        """Write the array, then the note, each atomically (temp file in the same folder + ``os.replace``)."""
-        self.stem.parent.mkdir(parents=True, exist_ok=True)
-        meta = dict(extra, key=self.key, source=source_fingerprint, count=len(array),
-                    shape=list(array.shape))
-        self._write(self.array_path, lambda f: np.save(f, np.ascontiguousarray(array)))
-        self._write(self.meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
-
-    @staticmethod
-    def _write(path: Path, write) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    def save(self, array: np.ndarray, source_fingerprint: str | None = None, **extra: Any) -> dict:
+        """Write the array, then the note (with ``pixels``, the array's SHA-256), each atomically; returns
+        the note."""
+        array = np.ascontiguousarray(array)
+        meta = dict(extra, key=self.key, source=source_fingerprint, count=len(array), shape=list(array.shape),
+                    pixels=pixels_digest(array))
+        atomic_write(self.array_path, lambda f: np.save(f, array))
+        atomic_write(self.meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        return meta

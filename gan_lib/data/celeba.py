@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 from .dataset import ImageDataset
+from .errors import DataError
 from .images import list_images, load_image_files
 from .paths import describe_search, find_root
 
@@ -76,21 +77,29 @@ def partition_file(root: Path, images: Path) -> Path | None:
 
 
 def read_partition(path: Path) -> dict[str, int]:
-    """``{file name: 0 train | 1 val | 2 test}``; header and malformed lines are ignored."""
+    """``{file name: 0 train | 1 val | 2 test}``; header and malformed lines are ignored. `DataError` naming
+    the file when it cannot be read or holds no such line."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    except OSError as e:
+        raise DataError(f"cannot read the CelebA partition file {path} ({e.strerror}); fix or replace it "
+                        f"(list_eval_partition.txt from the CelebA release)") from None
     split_of = {}
-    for line in Path(path).read_text().splitlines():
+    for line in text.splitlines():
         parts = line.replace(",", " ").split()
         if len(parts) == 2 and parts[1] in ("0", "1", "2"):
             split_of[parts[0]] = int(parts[1])
     if not split_of:
-        raise ValueError(f"{path} holds no 'name split' lines; expected lines like '000001.jpg 0'")
+        raise DataError(f"the CelebA partition file {path} holds no 'name split' lines (expected lines like "
+                        f"'000001.jpg 0'); replace it with list_eval_partition.txt from the CelebA release, or "
+                        f"remove it and use split='all'")
     return split_of
 
 
 def celeba_files(root: str | Path, split: str = "train") -> tuple[Path, list[str]]:
     """-> (image folder, sorted names of its JPEGs in ``split``). Raises with what to do when absent."""
     if split not in (*SPLITS, "all"):
-        raise ValueError(f"unknown CelebA split {split!r}; choose one of 'train', 'val', 'test', 'all'")
+        raise DataError(f"unknown CelebA split {split!r}; choose one of 'train', 'val', 'test', 'all'")
     root = Path(root).expanduser()
     images = image_folder(root)
     if images is None:
@@ -102,8 +111,8 @@ def celeba_files(root: str | Path, split: str = "train") -> tuple[Path, list[str
         return images, names
     part = partition_file(root, images)
     if part is None:
-        raise ValueError(f"CelebA split {split!r} needs list_eval_partition.txt beside {images} (not found); "
-                         f"without it only split='all' is available. {HOW_TO_GET}")
+        raise DataError(f"CelebA split {split!r} needs list_eval_partition.txt beside {images} (not found); "
+                        f"without it only split='all' is available. {HOW_TO_GET}")
     split_of = read_partition(part)
     return images, [n for n in names if split_of.get(n) == SPLITS[split]]
 
@@ -119,7 +128,7 @@ def load_celeba(root=None, image_size=64, split="train", cache_dir=None, max_ima
     root = Path(root).expanduser()
     images, names = celeba_files(root, split)
     if not names:
-        raise ValueError(f"CelebA split {split!r} is empty: none of the {split} files listed in the partition "
-                         f"file are in {images}")
+        raise DataError(f"CelebA split {split!r} is empty: none of the {split} files listed in the partition "
+                        f"file are in {images}")
     return load_image_files("celeba", images, names, split, image_size, crop, cache_dir, max_images,
                             progress, workers, root=root.resolve())

@@ -25,10 +25,13 @@ class ImageDataset(Dataset):
         root: the folder the images were read from (``None`` for built-in data).
         skipped: how many files could not be read (corrupt or truncated) and were left out.
         skipped_files: their names (relative to ``root``).
+        fingerprint: what the loader knows about the source (crop, file count, files hash, pixel hash); see
+            `gan_lib.data.data_fingerprint`, which completes it.
     """
 
     def __init__(self, images: torch.Tensor | np.ndarray, name: str, split: str,
-                 root: str | Path | None = None, skipped_files: Sequence[str] = ()):
+                 root: str | Path | None = None, skipped_files: Sequence[str] = (),
+                 fingerprint: dict | None = None):
         if isinstance(images, np.ndarray):
             images = torch.from_numpy(images)
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != images.shape[-2]:
@@ -38,6 +41,7 @@ class ImageDataset(Dataset):
         self.split = split
         self.root = Path(root) if root is not None else None
         self.skipped_files = tuple(skipped_files)
+        self.fingerprint = dict(fingerprint or {})
 
     @property
     def channels(self) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .dataset import ImageDataset
+from .errors import DataError
 from .images import IMAGE_EXTENSIONS, list_images, load_image_files
 
 SPLITS = ("train", "all")
@@ -17,17 +18,17 @@ def load_folder(root=None, image_size=64, split="train", cache_dir=None, max_ima
     """Every image under ``root`` (sorted by relative path; ``max_images`` keeps the first N) as
     ``(N, 3, image_size, image_size)``."""
     if root is None:
-        raise ValueError("the 'folder' dataset needs root=/path/to/images (a folder searched recursively)")
+        raise DataError("the 'folder' dataset needs root=/path/to/images (a folder searched recursively)")
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for the 'folder' dataset: a folder has no official split, "
-                         f"use split='train' or 'all' (both mean every image in it)")
+        raise DataError(f"unknown split {split!r} for the 'folder' dataset: a folder has no official split, "
+                        f"use split='train' or 'all' (both mean every image in it)")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist" if not root.exists()
                                 else f"{root} is a file, not a folder of images")
     names = list_images(root)
     if not names:
-        raise ValueError(f"no image files found under {root} (searched recursively for "
-                         f"{', '.join(IMAGE_EXTENSIONS)}); point root at the folder that holds the images")
+        raise DataError(f"no image files found under {root} (searched recursively for "
+                        f"{', '.join(IMAGE_EXTENSIONS)}); point root at the folder that holds the images")
     return load_image_files("folder", root, names, split, image_size, crop, cache_dir, max_images, progress,
                             workers, root=root.resolve())

@@ -32,8 +32,10 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 from tqdm.auto import tqdm
 
-from .cache import ArrayCache, fingerprint
+from .cache import ArrayCache
 from .dataset import ImageDataset
+from .errors import DataError
+from .fingerprint import files_fingerprint
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
@@ -123,8 +125,8 @@ def decode_images(folder: Path, names: Sequence[str], image_size: int, crop: int
     skipped = {names[i]: errors[i] for i in sorted(errors)}
     if skipped and not ok.any():
         first = next(iter(skipped))
-        raise ValueError(f"none of the {len(names)} image files in {folder} could be read "
-                         f"(first: {first}: {skipped[first]})")
+        raise DataError(f"none of the {len(names)} image files in {folder} could be read "
+                        f"(first: {first}: {skipped[first]}); point the data root at readable images")
     return (out if ok.all() else out[ok]), skipped
 
 
@@ -145,7 +147,7 @@ def load_image_files(name: str, folder: Path, names: Sequence[str], split: str, 
     first N of them). ``root`` is the dataset root recorded on the set (default ``folder``)."""
     if max_images is not None:
         names = list(names)[:max_images]
-    source = fingerprint(names)
+    source = files_fingerprint(folder, names)
     cache = ArrayCache(cache_dir, name=name, root=str(Path(folder).resolve()), image_size=image_size,
                        crop=crop, split=split, max_images=max_images)
     hit = cache.load(source)
@@ -156,6 +158,10 @@ def load_image_files(name: str, folder: Path, names: Sequence[str], split: str, 
         start = time.perf_counter()
         array, skipped = decode_images(folder, names, image_size, crop, workers, progress,
                                        desc=f"{name} {split} {image_size}px")
-        cache.save(array, source, skipped_files=skipped, decode_seconds=round(time.perf_counter() - start, 2))
+        meta = cache.save(array, source, skipped_files=skipped,
+                          decode_seconds=round(time.perf_counter() - start, 2))
     warn_skipped(list(skipped), folder, next(iter(skipped.values()), None))
-    return ImageDataset(array, name, split, root or folder, list(skipped))
+    fingerprint = dict(crop=crop, num_files=len(names), files=source)
+    if meta.get("pixels"):
+        fingerprint["pixels"] = meta["pixels"]
+    return ImageDataset(array, name, split, root or folder, list(skipped), fingerprint=fingerprint)

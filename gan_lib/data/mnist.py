@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .dataset import ImageDataset
+from .errors import DataError
 from .paths import describe_search, find_root
 
 FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
@@ -23,26 +24,26 @@ IDX_UBYTE_MAGIC = {1: 2049, 3: 2051}  # 0x0801 labels, 0x0803 images (unsigned b
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """An IDX file of unsigned bytes (``.gz`` or raw) -> uint8 array of its shape. Raises ``ValueError``
-    naming the file when it is corrupt, truncated or not IDX."""
+    """An IDX file of unsigned bytes (``.gz`` or raw) -> uint8 array of its shape. Raises `DataError` (a
+    ``ValueError``) naming the file when it is corrupt, truncated or not IDX."""
     path = Path(path)
     try:
         data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError) as e:  # BadGzipFile is an OSError
-        raise ValueError(f"cannot read {path} ({e}); re-download it") from e
+        raise DataError(f"cannot read {path} ({e}); re-download it") from e
     if len(data) < 4:
-        raise ValueError(f"{path} is too short to be an IDX file ({len(data)} bytes); re-download it")
+        raise DataError(f"{path} is too short to be an IDX file ({len(data)} bytes); re-download it")
     magic = int.from_bytes(data[:4], "big")
     ndim = magic & 0xFF
     if magic >> 8 != 0x08 or IDX_UBYTE_MAGIC.get(ndim) != magic:
-        raise ValueError(f"{path} is not an IDX ubyte file (magic number {magic:#010x}, expected 0x00000803 "
-                         f"for images or 0x00000801 for labels); re-download it")
+        raise DataError(f"{path} is not an IDX ubyte file (magic number {magic:#010x}, expected 0x00000803 "
+                        f"for images or 0x00000801 for labels); re-download it")
     header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape))
     if len(data) != expected:
-        raise ValueError(f"{path} is truncated or corrupt: {len(data)} bytes, its header {shape} needs "
-                         f"{expected}; re-download it")
+        raise DataError(f"{path} is truncated or corrupt: {len(data)} bytes, its header {shape} needs "
+                        f"{expected}; re-download it")
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
@@ -80,7 +81,7 @@ def load_mnist(root=None, image_size=64, split="train", cache_dir=None, max_imag
                progress=True) -> ImageDataset:
     """MNIST ``split`` as ``(N, 1, image_size, image_size)``; ``max_images`` keeps the first N."""
     if split not in ("train", "test", "all"):
-        raise ValueError(f"unknown MNIST split {split!r}; choose one of 'train', 'test', 'all'")
+        raise DataError(f"unknown MNIST split {split!r}; choose one of 'train', 'test', 'all'")
     if root is None:
         root = find_root("GAN_LIB_MNIST", "MNIST", lambda p: _safe_files(p) is not None)
         if root is None:
@@ -98,7 +99,7 @@ def load_mnist(root=None, image_size=64, split="train", cache_dir=None, max_imag
         if s in wanted:
             images = read_idx(present[s])
             if images.ndim != 3 or images.shape[1:] != (28, 28):
-                raise ValueError(f"{present[s]} holds images of shape {images.shape[1:]}, expected (28, 28)")
+                raise DataError(f"{present[s]} holds images of shape {images.shape[1:]}, expected (28, 28)")
             digits.append(images)
     digits = np.concatenate(digits)[:max_images]
     return ImageDataset(pad_and_resize(digits, image_size), "mnist", split, folder)

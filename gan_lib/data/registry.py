@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .celeba import load_celeba
 from .dataset import ImageDataset
+from .errors import DataError
 from .folder import load_folder
 from .mnist import load_mnist
 from .synthetic import load_synthetic
@@ -41,17 +42,17 @@ def load_dataset(name: str, root: str | Path | None = None, image_size: int = 64
         workers: decoding threads (default ``min(8, cpu_count)``).
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+        raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     if not isinstance(image_size, int) or image_size < 4:
-        raise ValueError(f"image_size must be an int >= 4, got {image_size!r}")
+        raise DataError(f"image_size must be an int >= 4, got {image_size!r}")
     if max_images is not None and max_images < 1:
-        raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
+        raise DataError(f"max_images must be a positive int or None, got {max_images!r}")
     loader = DATASETS[name]
     options = {"crop": crop, "workers": workers}
     accepted = inspect.signature(loader).parameters
     for key, value in options.items():
         if value is not None and key not in accepted:
-            raise ValueError(f"{key}= does not apply to the {name!r} dataset")
+            raise DataError(f"{key}= does not apply to the {name!r} dataset")
     extra = {k: v for k, v in options.items() if k in accepted}
     return loader(root=root, image_size=image_size, split=split, cache_dir=cache_dir, max_images=max_images,
                   seed=seed, progress=progress, **extra)

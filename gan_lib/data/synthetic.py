@@ -18,6 +18,7 @@ import torch
 
 from .cache import ArrayCache
 from .dataset import ImageDataset
+from .errors import DataError
 
 DEFAULT_SIZE = 10_000
 BLOCK = 1000
@@ -113,7 +114,7 @@ def synthetic_images(n: int = DEFAULT_SIZE, image_size: int = 64, seed: int = 0,
                      chunk: int = 250) -> torch.Tensor:
     """The first ``n`` images of the ``(seed, split)`` stream -> uint8 ``(n, 3, image_size, image_size)``."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for 'synthetic'; choose one of {', '.join(SPLITS)}, 'all'")
+        raise DataError(f"unknown split {split!r} for 'synthetic'; choose one of {', '.join(SPLITS)}, 'all'")
     out = torch.empty((n, 3, image_size, image_size), dtype=torch.uint8)
     for start in range(0, n, BLOCK):
         block = start // BLOCK
@@ -130,15 +131,19 @@ def load_synthetic(root=None, image_size=64, split="train", cache_dir=None, max_
     """``max_images`` (default 10,000) shapes images as ``(N, 3, image_size, image_size)``; ``"all"`` is
     ``"train"``. Cached like the file datasets (generation takes seconds)."""
     if root is not None:
-        raise ValueError("the 'synthetic' dataset is built in and takes no root")
+        raise DataError("the 'synthetic' dataset is built in and takes no root")
     stream = "train" if split == "all" else split
     if stream not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for 'synthetic'; choose one of 'train', 'test', 'all'")
+        raise DataError(f"unknown split {split!r} for 'synthetic'; choose one of 'train', 'test', 'all'")
     n = DEFAULT_SIZE if max_images is None else int(max_images)
     cache = ArrayCache(cache_dir, name="synthetic", seed=seed, image_size=image_size, split=stream, n=n)
     hit = cache.load()
     if hit is not None:
-        return ImageDataset(hit[0], "synthetic", split)
+        return ImageDataset(hit[0], "synthetic", split, fingerprint=_fingerprint(hit[1], seed))
     images = synthetic_images(n, image_size, seed, stream)
-    cache.save(images.numpy())
-    return ImageDataset(images, "synthetic", split)
+    meta = cache.save(images.numpy())
+    return ImageDataset(images, "synthetic", split, fingerprint=_fingerprint(meta, seed))
+
+
+def _fingerprint(note: dict, seed: int) -> dict:
+    return {"seed": seed, **({"pixels": note["pixels"]} if note.get("pixels") else {})}

@@ -3,28 +3,25 @@
 One ``.pt`` file per key under ``<cache_dir>/metrics/`` (``cache_dir``: argument, else ``$GAN_LIB_CACHE``,
 else ``~/.cache/gan_lib``). The key (dataset name, root, split, image size, set size, sample count, subset
 seed, extractor ``cache_id``, precision, format version) is hashed into the file name and stored in the file;
-a file whose stored key differs is ignored. Files are written atomically (temp file + ``os.replace``).
+a file whose stored key differs is ignored. Files are written with `gan_lib.run_dir.atomic_write` (temp file +
+``os.replace``, mode 0644 under the usual umask, so a shared cache is readable by others).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..data.cache import default_cache_dir
+from ..run_dir import atomic_write
+
 __all__ = ["default_cache_dir", "ReferenceCache", "CACHE_VERSION"]
 
 CACHE_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    """``$GAN_LIB_CACHE`` or ``~/.cache/gan_lib``."""
-    env = os.environ.get("GAN_LIB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "gan_lib"
 
 
 class ReferenceCache:
@@ -58,13 +55,5 @@ class ReferenceCache:
 
     def save(self, key: dict[str, Any], payload: dict[str, Any]) -> Path:
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save({**payload, "key": self._canonical(key)}, f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda f: torch.save({**payload, "key": self._canonical(key)}, f))
         return path
