@@ -110,29 +110,31 @@ def peak_rss_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
-def time_train_steps(cfg: TrainConfig, steps: int = 5, warmup: int = 2, channels: int = 3) -> dict:
-    """Time ``steps`` full training steps (``train.train_step``) of ``cfg`` after ``warmup``, in this process.
+def time_train_steps(cfg: TrainConfig, steps: int = 5, warmup: int = 2, channels: int = 3, seeds: int = 1) -> dict:
+    """Time ``steps`` full training steps (``train.train_step``) of ``cfg`` after ``warmup``, in this process,
+    for ``seeds`` seed-stacked copies (`train.TrainState`; 1: a plain run).
 
     Data are random uint8 images in memory. Returns {times (seconds per timed step), sec_per_step (median),
-    sec_per_step_min, last (loss_d, loss_g, gp, emd of the last step), params (G + D), device}."""
+    sec_per_step_min, last (loss_d, loss_g, gp, emd of the last step, first seed), params (G + D of one seed),
+    device, seeds}."""
     import statistics
     import time
 
     import torch
 
-    from .train import autocast, build_training, resolve_device, train_step
+    from .train import TrainState, autocast, resolve_device, train_step
 
     device = resolve_device(cfg.device)
-    G, D, opt_g, opt_d, fmt = build_training(cfg, channels, device)
-    G_fwd = torch.compile(G) if cfg.compile else G
+    n_images = max(256, cfg.batch_size)
+    cfgs = [TrainConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + i}) for i in range(seeds)]
+    state = TrainState(cfgs, channels, device, n_images)  # (a bad channel count fails here, in the networks)
+    images = torch.randint(0, 256, (n_images, channels, cfg.image_size, cfg.image_size), dtype=torch.uint8)
     amp = autocast(device, cfg.precision)
-    images = torch.randint(0, 256, (max(256, cfg.batch_size), channels, cfg.image_size, cfg.image_size),
-                           dtype=torch.uint8)
-    gen_noise = torch.Generator(device).manual_seed(cfg.seed + 1)
 
-    def next_batch():
-        idx = torch.randint(0, len(images), (cfg.batch_size,))
-        return (images[idx].float() / 127.5 - 1).to(device).contiguous(memory_format=fmt)
+    class _Images:  # the ImageDataset.batch interface over the random images
+        @staticmethod
+        def batch(idx):
+            return images[idx].float() / 127.5 - 1
 
     def sync():
         if device.type == "cuda":
@@ -142,13 +144,14 @@ def time_train_steps(cfg: TrainConfig, steps: int = 5, warmup: int = 2, channels
     for i in range(warmup + steps):
         sync()
         t0 = time.perf_counter()
-        stats = train_step(G_fwd, D, opt_g, opt_d, next_batch, gen_noise, cfg, amp)
+        stats = train_step(state.G_fwd, state.D, state.opt_g, state.opt_d, lambda: state.next_batch(_Images),
+                           state.noise(), cfg, amp)
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    params = sum(p.numel() for p in G.parameters()) + sum(p.numel() for p in D.parameters())
+    params = (sum(p.numel() for p in state.G.parameters()) + sum(p.numel() for p in state.D.parameters())) // seeds
     return dict(times=times, sec_per_step=statistics.median(times), sec_per_step_min=min(times),
-                last=stats.tolist(), params=params, device=device)
+                last=stats[0].tolist(), params=params, device=device, seeds=seeds)
 
 
 def _measure(job: dict) -> dict:

@@ -12,6 +12,11 @@ with spectral norm and LeakyReLU(0.1), no batch norm. The block (self-attention 
 goes into the generator before its last layer (w channels at S/2) and into the critic after its first layer,
 as in the authors' code. ``num_blocks=2`` adds a second block one resolution further in (2w channels at S/4):
 the conv-inv-conv-inv-conv variant whose divergence §5.3 reports.
+
+``stack=S`` builds S independent copies of the network in one module (seed stacking, `gan_lib.stacking`): every
+convolution is grouped (groups=S), the norms act per copy, and the copies' tensors sit side by side in the channel
+dimension: the generator maps z (B, S*z_dim) to images (B, S*C, S_img, S_img) and the critic maps those to
+scores (B, S). Copy s of a stacked network computes exactly what a plain network with copy s's weights computes.
 """
 from __future__ import annotations
 
@@ -19,9 +24,9 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from .layers import Involution2d, SelfAttention2d
+from .layers.spectral_norm import spectral_norm
 
 __all__ = ["BLOCKS", "Generator", "Critic", "make_block"]
 
@@ -37,12 +42,13 @@ def make_block(
     kernel_norm: str = "none",
     kernel_clip: Optional[float] = None,
     sigma_norm: str = "batch",
+    stack: int = 1,
 ) -> Optional[nn.Module]:
     """The block a GAN inserts at ``channels``: None (DCGAN), self-attention (SAGAN) or involution (iGAN)."""
     if block == "dcgan":
         return None
     if block == "sagan":
-        return SelfAttention2d(channels)
+        return SelfAttention2d(channels, stack=stack)
     if block == "igan":
         return Involution2d(
             channels,
@@ -52,17 +58,18 @@ def make_block(
             kernel_norm=kernel_norm,
             kernel_clip=kernel_clip,
             sigma_norm=sigma_norm,
+            stack=stack,
         )
     raise ValueError(f"unknown block {block!r}; choose one of {BLOCKS}")
 
 
-def _check_common(image_size: int, channels: int, width: int, block: str, num_blocks: int) -> int:
+def _check_common(image_size: int, channels: int, width: int, block: str, num_blocks: int, stack: int = 1) -> int:
     """Validate the shared arguments; return the number of stride-2 stages (log2(S) - 2)."""
     if block not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; choose one of {BLOCKS}")
     if not isinstance(image_size, int) or image_size < 16 or image_size & (image_size - 1):
         raise ValueError(f"image_size must be a power of two >= 16 (the paper uses 64), got {image_size!r}")
-    for name, value in (("channels", channels), ("width", width)):
+    for name, value in (("channels", channels), ("width", width), ("stack", stack)):
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     stages = image_size.bit_length() - 3  # 64 -> 4 stride-2 stages between 4x4 and 64x64
@@ -72,7 +79,7 @@ def _check_common(image_size: int, channels: int, width: int, block: str, num_bl
 
 
 class Generator(nn.Module):
-    """z (N, z_dim) -> images (N, channels, image_size, image_size) in [-1, 1]."""
+    """z (N, stack*z_dim) -> images (N, stack*channels, image_size, image_size) in [-1, 1]."""
 
     def __init__(
         self,
@@ -87,36 +94,40 @@ class Generator(nn.Module):
         reduction_ratio: int = 2,
         kernel_norm: str = "none",
         kernel_clip: Optional[float] = None,
+        stack: int = 1,
     ) -> None:
         super().__init__()
-        stages = _check_common(image_size, channels, width, block, num_blocks)
+        stages = _check_common(image_size, channels, width, block, num_blocks, stack)
         self.z_dim, self.image_size, self.channels, self.width = z_dim, image_size, channels, width
-        self.block, self.num_blocks = block, num_blocks if block != "dcgan" else 0
+        self.block, self.num_blocks, self.stack = block, num_blocks if block != "dcgan" else 0, stack
 
-        ch = width * 2 ** (stages - 1)  # 8w at 4x4 for 64 px
-        layers: list[nn.Module] = [_up(z_dim, ch, stride=1, padding=0)]
+        s, ch = stack, width * 2 ** (stages - 1)  # 8w at 4x4 for 64 px
+        layers: list[nn.Module] = [_up(z_dim, ch, stride=1, padding=0, stack=s)]
         for stage in range(stages - 1):
-            layers.append(_up(ch, ch // 2))
+            layers.append(_up(ch, ch // 2, stack=s))
             ch //= 2
             if stages - 2 - stage < self.num_blocks:  # the last num_blocks resolutions before the output layer
-                layers.append(make_block(block, ch, kernel_size, groups, reduction_ratio, kernel_norm, kernel_clip))
-        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh()]
+                layers.append(make_block(block, ch, kernel_size, groups, reduction_ratio, kernel_norm, kernel_clip,
+                                         stack=s))
+        layers += [nn.ConvTranspose2d(s * ch, s * channels, 4, 2, 1, groups=s), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.dim() != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z must be (N, {self.z_dim}), got {tuple(z.shape)}")
+        if z.dim() != 2 or z.shape[1] != self.stack * self.z_dim:
+            raise ValueError(f"z must be (N, {self.stack * self.z_dim}), got {tuple(z.shape)}")
         return self.net(z[:, :, None, None])
 
     def extra_repr(self) -> str:
         return (
             f"block={self.block!r}, num_blocks={self.num_blocks}, z_dim={self.z_dim}, "
             f"image_size={self.image_size}, channels={self.channels}, width={self.width}"
+            + (f", stack={self.stack}" if self.stack != 1 else "")
         )
 
 
 class Critic(nn.Module):
-    """WGAN critic: images (N, channels, image_size, image_size) -> scores (N,).
+    """WGAN critic: images (N, channels, image_size, image_size) -> scores (N,); stacked: (N, stack*channels, ...)
+    -> (N, stack).
 
     ``sigma_norm`` selects the normalisation inside the involution's kernel branch: ``"batch"`` (the paper's
     choice, the default) makes one sample's score depend on the rest of its batch, which WGAN-GP's per-sample
@@ -136,44 +147,47 @@ class Critic(nn.Module):
         kernel_norm: str = "none",
         kernel_clip: Optional[float] = None,
         sigma_norm: str = "batch",
+        stack: int = 1,
     ) -> None:
         super().__init__()
-        stages = _check_common(image_size, channels, width, block, num_blocks)
+        stages = _check_common(image_size, channels, width, block, num_blocks, stack)
         self.image_size, self.channels, self.width = image_size, channels, width
         self.block, self.num_blocks, self.sigma_norm = block, num_blocks if block != "dcgan" else 0, sigma_norm
+        self.stack = s = stack
 
         layers: list[nn.Module] = []
         ch_in, ch = channels, width
         for stage in range(stages):
-            layers.append(_down(ch_in, ch))
+            layers.append(_down(ch_in, ch, stack=s))
             if stage < self.num_blocks:  # after the first num_blocks layers
-                layers.append(
-                    make_block(block, ch, kernel_size, groups, reduction_ratio, kernel_norm, kernel_clip, sigma_norm)
-                )
+                layers.append(make_block(block, ch, kernel_size, groups, reduction_ratio, kernel_norm, kernel_clip,
+                                         sigma_norm, stack=s))
             ch_in, ch = ch, ch * 2
-        layers.append(nn.Conv2d(ch_in, 1, 4))
+        layers.append(nn.Conv2d(s * ch_in, s, 4, groups=s))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        expected = (self.channels, self.image_size, self.image_size)
+        expected = (self.stack * self.channels, self.image_size, self.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"images must be (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
-        return self.net(x).flatten()
+        out = self.net(x)
+        return out.flatten() if self.stack == 1 else out.flatten(1)
 
     def extra_repr(self) -> str:
         return (
             f"block={self.block!r}, num_blocks={self.num_blocks}, image_size={self.image_size}, "
             f"channels={self.channels}, width={self.width}, sigma_norm={self.sigma_norm!r}"
+            + (f", stack={self.stack}" if self.stack != 1 else "")
         )
 
 
-def _up(ch_in: int, ch_out: int, stride: int = 2, padding: int = 1) -> nn.Sequential:
-    """Spectral-normalised 4x4 transposed conv, batch norm, ReLU."""
-    return nn.Sequential(
-        spectral_norm(nn.ConvTranspose2d(ch_in, ch_out, 4, stride, padding)), nn.BatchNorm2d(ch_out), nn.ReLU()
-    )
+def _up(ch_in: int, ch_out: int, stride: int = 2, padding: int = 1, stack: int = 1) -> nn.Sequential:
+    """Spectral-normalised 4x4 transposed conv, batch norm, ReLU (``stack`` copies: groups=stack)."""
+    conv = nn.ConvTranspose2d(stack * ch_in, stack * ch_out, 4, stride, padding, groups=stack)
+    return nn.Sequential(spectral_norm(conv, stack), nn.BatchNorm2d(stack * ch_out), nn.ReLU())
 
 
-def _down(ch_in: int, ch_out: int) -> nn.Sequential:
-    """Spectral-normalised 4x4 stride-2 conv, LeakyReLU(0.1)."""
-    return nn.Sequential(spectral_norm(nn.Conv2d(ch_in, ch_out, 4, 2, 1)), nn.LeakyReLU(0.1))
+def _down(ch_in: int, ch_out: int, stack: int = 1) -> nn.Sequential:
+    """Spectral-normalised 4x4 stride-2 conv, LeakyReLU(0.1) (``stack`` copies: groups=stack)."""
+    conv = nn.Conv2d(stack * ch_in, stack * ch_out, 4, 2, 1, groups=stack)
+    return nn.Sequential(spectral_norm(conv, stack), nn.LeakyReLU(0.1))

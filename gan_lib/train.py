@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -34,6 +35,8 @@ import torch
 
 from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig
 from .run_dir import RunDir
+from .stacking import (stack_images, stack_optimizer_states, stack_states, unstack_images,
+                       unstack_optimizer_state, unstack_state)
 
 NUM_SAMPLES_GRID = 64  # images in each samples/step_XXXXXX.png (8 x 8)
 
@@ -78,74 +81,316 @@ def autocast(device: torch.device, precision: str):
     return nullcontext()
 
 
-def build_models(cfg: TrainConfig, channels: int = 3):
-    """The paper's generator and critic for ``cfg`` (on the CPU, in train mode)."""
+def build_models(cfg: TrainConfig, channels: int = 3, stack: int = 1):
+    """The paper's generator and critic for ``cfg`` (on the CPU, in train mode); ``stack`` seed-stacked copies."""
     from .networks import Critic, Generator
 
     common = dict(image_size=cfg.image_size, channels=channels, width=cfg.width, block=cfg.model,
                   num_blocks=cfg.num_blocks, kernel_size=cfg.kernel_size, groups=cfg.groups,
-                  reduction_ratio=cfg.reduction_ratio, kernel_norm=cfg.kernel_norm, kernel_clip=cfg.kernel_clip)
+                  reduction_ratio=cfg.reduction_ratio, kernel_norm=cfg.kernel_norm, kernel_clip=cfg.kernel_clip,
+                  stack=stack)
     return Generator(z_dim=cfg.z_dim, **common), Critic(sigma_norm=cfg.critic_sigma_norm, **common)
 
 
-def build_training(cfg: TrainConfig, channels: int, device: torch.device):
-    """(G, D, opt_g, opt_d, memory_format): the seeded models on ``device`` in train mode, with Table 1's Adam."""
-    torch.manual_seed(cfg.seed)
-    G, D = build_models(cfg, channels)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    G.to(device, memory_format=fmt).train()
-    D.to(device, memory_format=fmt).train()
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    return G, D, opt_g, opt_d, fmt
+def param_dtype(precision: str) -> torch.dtype:
+    """The parameters' dtype: float64 for ``precision="fp64"`` (exactness tests), else float32 (bf16 = autocast)."""
+    return torch.float64 if precision == "fp64" else torch.float32
 
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor, amp) -> torch.Tensor:
-    """E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = eps * real + (1 - eps) * fake, differentiable (double backward)."""
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = eps * real + (1 - eps) * fake, differentiable (double backward).
+
+    real, fake: (B, S*C, H, W) for S seed-stacked critics (S=1: a plain batch); eps: broadcastable to them.
+    Returns (S,): each copy's penalty, its gradient norm taken over its own C channels.
+    """
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     with amp:
         score = critic(x_hat)
-    (grad,) = torch.autograd.grad(score.float().sum(), x_hat, create_graph=True)
-    return (grad.float().flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+    acc = _acc_dtype(real)
+    (grad,) = torch.autograd.grad(score.to(acc).sum(), x_hat, create_graph=True)
+    b = real.shape[0]
+    stack = score.numel() // b
+    return (grad.to(acc).reshape(b, stack, -1).norm(2, dim=2) - 1).pow(2).mean(0)
 
 
-def train_step(G, D, opt_g, opt_d, next_batch, gen_noise, cfg: TrainConfig, amp) -> torch.Tensor:
-    """One generator step: ``cfg.n_critic`` critic steps then one generator step.
+def _acc_dtype(t: torch.Tensor) -> torch.dtype:
+    """Losses are computed in float32 (float64 for an fp64 run), whatever autocast ran the layers in."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
 
-    ``next_batch()`` gives real images on the device; ``gen_noise`` draws z and eps. Returns the detached
-    tensor ``[loss_d, loss_g, gp, emd]`` (critic values averaged over the critic steps).
+
+class SeedNoise:
+    """z and eps for S stacked seeds, each seed from its own ``torch.Generator`` in the single-run order (z then
+    eps for each critic step, z for the generator step), so seed s draws exactly what it draws training alone."""
+
+    def __init__(self, generators: list, z_dim: int, dtype: torch.dtype = torch.float32):
+        self.generators, self.z_dim, self.dtype = list(generators), z_dim, dtype
+
+    def z(self, batch: int, device) -> torch.Tensor:
+        """(B, S*z_dim)."""
+        zs = [torch.randn(batch, self.z_dim, device=device, generator=g, dtype=self.dtype) for g in self.generators]
+        return zs[0] if len(zs) == 1 else torch.cat(zs, dim=1)
+
+    def eps(self, batch: int, channels: int, device) -> torch.Tensor:
+        """(B, S*C, 1, 1): one interpolation weight per sample and seed, repeated over the seed's C channels."""
+        es = [torch.rand(batch, 1, 1, 1, device=device, generator=g, dtype=self.dtype) for g in self.generators]
+        if len(es) == 1:
+            return es[0]
+        return torch.cat([e.expand(batch, channels, 1, 1) for e in es], dim=1)
+
+
+def train_step(G, D, opt_g, opt_d, next_batch, noise, cfg: TrainConfig, amp) -> torch.Tensor:
+    """One generator step of S stacked seeds: ``cfg.n_critic`` critic steps then one generator step.
+
+    ``next_batch()`` gives real images on the device, (B, S*C, H, W); ``noise`` is a `SeedNoise` (or, for one
+    seed, a ``torch.Generator``). Each seed's losses are means over its own batch; the backward pass runs on their
+    sum, which gives every seed exactly its own gradient (the copies share no parameter). Returns the detached
+    (S, 4) tensor ``[loss_d, loss_g, gp, emd]`` per seed (critic values averaged over the critic steps).
     """
     B = cfg.batch_size
     device = next(D.parameters()).device
-    stats = torch.zeros(4, device=device)
+    if isinstance(noise, torch.Generator):
+        noise = SeedNoise([noise], cfg.z_dim, next(D.parameters()).dtype)
+    S = len(noise.generators)
+    stats = None
     # critic steps: the generator runs without a graph
     D.requires_grad_(True)
     for _ in range(cfg.n_critic):
         real = next_batch()
-        z = torch.randn(B, cfg.z_dim, device=device, generator=gen_noise)
-        eps = torch.rand(B, 1, 1, 1, device=device, generator=gen_noise)
+        acc = _acc_dtype(real)
+        z = noise.z(B, device)
+        eps = noise.eps(B, real.shape[1] // S, device)
         with torch.no_grad(), amp:
-            fake = G(z).float()
+            fake = G(z).to(acc)
         with amp:  # real, fake and x_hat in separate passes (see the module docstring)
-            d_real = D(real).float().mean()
-            d_fake = D(fake).float().mean()
+            d_real = D(real).to(acc).reshape(B, S).mean(0)
+            d_fake = D(fake).to(acc).reshape(B, S).mean(0)
         gp = gradient_penalty(D, real, fake, eps, amp)
         loss_d = d_fake - d_real + cfg.gp_lambda * gp
         opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()  # one backward, through the penalty's gradient too
+        loss_d.sum().backward()  # one backward, through the penalty's gradient too
         opt_d.step()
-        stats += torch.stack([loss_d.detach(), torch.zeros_like(gp), gp.detach(), (d_real - d_fake).detach()])
+        row = torch.stack([loss_d.detach(), torch.zeros_like(gp), gp.detach(), (d_real - d_fake).detach()], dim=1)
+        stats = row if stats is None else stats + row
     stats /= cfg.n_critic
     # generator step: the critic's parameters are frozen (no weight gradients computed for them)
     D.requires_grad_(False)
-    z = torch.randn(B, cfg.z_dim, device=device, generator=gen_noise)
+    z = noise.z(B, device)
     with amp:
-        loss_g = -D(G(z)).float().mean()
+        loss_g = -D(G(z)).to(stats.dtype).reshape(B, S).mean(0)
     opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
+    loss_g.sum().backward()
     opt_g.step()
-    stats[1] = loss_g.detach()
+    stats[:, 1] = loss_g.detach()
     return stats
+
+
+class DivergenceMonitor:
+    """One seed's divergence rule (paper §5.3): a non-finite loss, or the gradient penalty above ``threshold``
+    for ``window`` consecutive steps. `check(rows)` returns ``(reason, step)`` of the first divergence or None."""
+
+    def __init__(self, threshold: float, window: int):
+        self.threshold, self.window, self.streak = threshold, window, 0
+
+    def check(self, rows: list[dict]):
+        found = None
+        for row in rows:
+            bad = [k for k in ("loss_d", "loss_g", "gp", "emd") if not math.isfinite(row[k])]
+            if bad and found is None:
+                found = (f"non-finite {', '.join(bad)} at step {row['step']}", row["step"])
+            self.streak = self.streak + 1 if row["gp"] > self.threshold else 0
+            if found is None and self.streak >= self.window:
+                found = (f"gradient penalty above {self.threshold} for {self.streak} consecutive steps "
+                         f"(step {row['step']})", row["step"])
+        return found
+
+    def state_dict(self) -> dict:
+        return {"gp_streak": self.streak}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.streak = int(state["gp_streak"])
+
+
+class SeedStreams:
+    """One seed's own randomness and bookkeeping: batch order, z/eps generator, the fixed z of its sample grids,
+    its best evaluation and its `DivergenceMonitor`. Seeds: order ``seed``, z/eps ``seed+1``, grid ``seed+2``,
+    evaluations ``seed+3``; model init ``torch.manual_seed(seed)`` (in `TrainState`)."""
+
+    def __init__(self, cfg: TrainConfig, n_images: int, device: torch.device, torch_rng: torch.Tensor):
+        self.seed = cfg.seed
+        self.gen_data = torch.Generator().manual_seed(cfg.seed)
+        self.gen_noise = torch.Generator(device).manual_seed(cfg.seed + 1)
+        self.fixed_z = torch.randn(NUM_SAMPLES_GRID, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 2))
+        self.order = {"perm": torch.randperm(n_images, generator=self.gen_data), "pos": 0}
+        self.best = {"metric": None, "value": None, "step": None}
+        self.monitor = DivergenceMonitor(cfg.gp_explode_threshold, cfg.gp_explode_window)
+        self.torch_rng = torch_rng  # the global RNG after this seed's models were built (kept in its checkpoint)
+        self.n_images = n_images
+
+    def next_indices(self, batch: int) -> torch.Tensor:
+        if self.order["pos"] + batch > self.n_images:
+            self.order["perm"], self.order["pos"] = torch.randperm(self.n_images, generator=self.gen_data), 0
+        idx = self.order["perm"][self.order["pos"]: self.order["pos"] + batch]
+        self.order["pos"] += batch
+        return idx
+
+    def state_dict(self, device: torch.device) -> dict:
+        return {"rng": {"torch": self.torch_rng, "data": self.gen_data.get_state(), "noise": self.gen_noise.get_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                        "device_type": device.type},
+                "data_order": self.order, "gp_streak": self.monitor.streak, "best": self.best}
+
+    def load_state_dict(self, ck: dict, device: torch.device, step: int) -> None:
+        self.order, self.best = ck["data_order"], ck["best"]
+        self.monitor.load_state_dict(ck)
+        self.torch_rng = ck["rng"]["torch"].cpu()
+        self.gen_data.set_state(ck["rng"]["data"].cpu())
+        if ck["rng"].get("device_type") == device.type:
+            self.gen_noise.set_state(ck["rng"]["noise"].cpu())
+        else:
+            warnings.warn(f"resuming on {device.type} a run checkpointed on {ck['rng'].get('device_type')}: "
+                          "the z/eps stream is reseeded, so the run is not bitwise identical")
+            self.gen_noise.manual_seed(self.seed + 1 + step)
+
+
+class TrainState:
+    """Everything S seeds of one configuration train and checkpoint, as ONE stacked model (`gan_lib.stacking`):
+    the generator and critic (``stack=S``; for S=1 the plain networks), their Adam optimizers and lr schedules,
+    the step, and one `SeedStreams` per seed.
+
+    `seed_state_dict(i)` is seed i's checkpoint in the single-run layout (what ``checkpoints/last.pt`` holds),
+    `load_seed_state_dicts` resumes from such checkpoints (one per seed, all at the same step); `drop(i)` takes a
+    seed out of the stack (it diverged) and the others go on unchanged.
+    """
+
+    def __init__(self, cfgs: list[TrainConfig], channels: int, device: torch.device, n_images: int):
+        self.cfgs, self.channels, self.device = list(cfgs), channels, device
+        self.fmt = torch.channels_last if cfgs[0].channels_last else torch.contiguous_format
+        self.dtype = param_dtype(cfgs[0].precision)
+        self.step = 0
+        singles, self.seeds = [], []
+        for cfg in self.cfgs:  # each seed's init exactly as a single run draws it
+            torch.manual_seed(cfg.seed)
+            singles.append(build_models(cfg, channels))
+            self.seeds.append(SeedStreams(cfg, n_images, device, torch.get_rng_state()))
+        self._build([g.state_dict() for g, _ in singles], [d.state_dict() for _, d in singles],
+                    singles[0] if len(singles) == 1 else None)
+
+    @property
+    def stack(self) -> int:
+        return len(self.seeds)
+
+    def _build(self, g_states, d_states, models=None, opt_states=None, sched_states=None) -> None:
+        cfg, S = self.cfgs[0], len(g_states)
+        if models is None:  # in the run's dtype BEFORE loading: load_state_dict copies into the existing tensors
+            G, D = (m.to(dtype=self.dtype) for m in build_models(cfg, self.channels, stack=S))
+            G.load_state_dict(stack_states(g_states))
+            D.load_state_dict(stack_states(d_states))
+        else:
+            G, D = models
+        self.G = G.to(self.device, dtype=self.dtype, memory_format=self.fmt).train()
+        self.D = D.to(self.device, dtype=self.dtype, memory_format=self.fmt).train()
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+        if opt_states is not None:
+            self.opt_g.load_state_dict(stack_optimizer_states(opt_states[0]))
+            self.opt_d.load_state_dict(stack_optimizer_states(opt_states[1]))
+        self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+        self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+        if sched_states is not None:
+            self.sched_g.load_state_dict(sched_states[0])
+            self.sched_d.load_state_dict(sched_states[1])
+        self.G_fwd = torch.compile(self.G) if cfg.compile else self.G  # the critic needs double backward
+
+    def noise(self) -> SeedNoise:
+        return SeedNoise([s.gen_noise for s in self.seeds], self.cfgs[0].z_dim, self.dtype)
+
+    def _unstacked(self):
+        S = self.stack
+        return (unstack_state(self.G.state_dict(), S), unstack_state(self.D.state_dict(), S),
+                unstack_optimizer_state(self.opt_g.state_dict(), S), unstack_optimizer_state(self.opt_d.state_dict(), S))
+
+    def seed_state_dicts(self) -> list[dict]:
+        """Each seed's checkpoint, in the single-run layout."""
+        gs, ds, ogs, ods = self._unstacked()
+        return [{"step": self.step, "config": cfg.to_dict(), "channels": self.channels,
+                 "generator": g, "critic": d, "opt_g": og, "opt_d": od,
+                 "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
+                 **seed.state_dict(self.device)}
+                for cfg, seed, g, d, og, od in zip(self.cfgs, self.seeds, gs, ds, ogs, ods)]
+
+    def load_seed_state_dicts(self, cks: list[dict]) -> None:
+        """Resume every seed from its checkpoint (all at the same step)."""
+        steps = {ck["step"] for ck in cks}
+        if len(steps) != 1:
+            raise ValueError(f"stacked seeds must resume from the same step, got {sorted(steps)}")
+        self.step = steps.pop()
+        self._build([ck["generator"] for ck in cks], [ck["critic"] for ck in cks],
+                    opt_states=([ck["opt_g"] for ck in cks], [ck["opt_d"] for ck in cks]),
+                    sched_states=(cks[0]["sched_g"], cks[0]["sched_d"]))
+        for seed, ck in zip(self.seeds, cks):
+            seed.load_state_dict(ck, self.device, self.step)
+        if self.device.type == "cuda" and cks[0]["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state_all([s.cpu() for s in cks[0]["rng"]["cuda"]])
+
+    def finite(self) -> list[bool]:
+        """Per seed: are all its parameters finite?"""
+        S = self.stack
+        ok = torch.ones(S, dtype=torch.bool, device=self.device)
+        for p in list(self.G.parameters()) + list(self.D.parameters()):
+            ok &= torch.isfinite(p.detach().reshape(S, -1)).all(1)
+        return ok.tolist()
+
+    def drop(self, index: int) -> None:
+        """Take seed ``index`` out of the stack; the others keep their parameters, optimizer and streams."""
+        gs, ds, ogs, ods = self._unstacked()
+        keep = [i for i in range(self.stack) if i != index]
+        sched = (self.sched_g.state_dict(), self.sched_d.state_dict())
+        self.cfgs = [self.cfgs[i] for i in keep]
+        self.seeds = [self.seeds[i] for i in keep]
+        if keep:
+            self._build([gs[i] for i in keep], [ds[i] for i in keep],
+                        opt_states=([ogs[i] for i in keep], [ods[i] for i in keep]), sched_states=sched)
+
+    def next_batch(self, dataset) -> torch.Tensor:
+        """Each seed's next batch from its own order, side by side: (B, S*C, H, W) on the device."""
+        B = self.cfgs[0].batch_size
+        x = stack_images([dataset.batch(s.next_indices(B)) for s in self.seeds])
+        return x.to(self.device, dtype=self.dtype, non_blocking=True).contiguous(memory_format=self.fmt)
+
+    def generate(self, zs: list[torch.Tensor], amp) -> list[torch.Tensor]:
+        """Images of each seed's generator (eval mode) for its z (n, z_dim): a list of (n, C, H, W) float32."""
+        self.G.eval()
+        with torch.no_grad(), amp:
+            z = torch.cat([z.to(self.device, self.dtype) for z in zs], dim=1)
+            out = unstack_images(self.G_fwd(z).float(), self.stack)
+        self.G.train()
+        return list(out)
+
+
+class _StackedSampler:
+    """`evaluate`'s ``generate(n)`` for each stacked seed: the first seed to ask for n images runs the stacked
+    generator once for every seed (z from each seed's evaluation generator, in chunks of 256 as a single run
+    draws them) and the other seeds' images wait in their queues until their own evaluation asks."""
+
+    def __init__(self, state: TrainState, amp):
+        self.state, self.amp = state, amp
+        self.gens = [torch.Generator(state.device).manual_seed(c.seed + 3) for c in state.cfgs]  # same z every eval
+        self.queues = [[] for _ in state.cfgs]
+
+    def generate(self, index: int, n: int) -> torch.Tensor:
+        if not self.queues[index]:
+            chunks = []
+            for i in range(0, n, 256):
+                m = min(256, n - i)
+                zs = [torch.randn(m, self.state.cfgs[0].z_dim, device=self.state.device, generator=g,
+                                  dtype=self.state.dtype) for g in self.gens]
+                chunks.append([x.clamp_(-1, 1).cpu() for x in self.state.generate(zs, self.amp)])
+            for q, parts in zip(self.queues, zip(*chunks)):
+                q.append(torch.cat(parts))
+        out = self.queues[index].pop(0)
+        if out.shape[0] != n:
+            raise RuntimeError(f"stacked evaluation: seed {index} asked for {n} images, {out.shape[0]} generated")
+        return out
 
 
 def config_differences(saved: dict, cfg: TrainConfig, ignore=()) -> dict:
@@ -179,31 +424,31 @@ def _pick_metric(result: dict, name: str):
     return None, None
 
 
-def _finite_params(*models) -> bool:
-    return all(bool(torch.isfinite(p).all()) for m in models for p in m.parameters())
+class _DeferredInterrupt:
+    """First Ctrl-C or SIGTERM (what schedulers, Ray and ``kill`` send): finish the current step, then raise
+    KeyboardInterrupt (a clean checkpoint). A second one: now."""
 
-
-class _DeferredSigint:
-    """First Ctrl-C: finish the current step, then raise KeyboardInterrupt (a clean checkpoint). Second: now."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._old = None
+        self._old = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupt: stopping after this step (press Ctrl-C again to stop now)", flush=True)
+        name = signal.Signals(signum).name
+        print(f"\n{name}: stopping after this step (send it again to stop now)", flush=True)
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
 
 
 def load_data(cfg: TrainConfig, progress: bool = False):
@@ -214,41 +459,91 @@ def load_data(cfg: TrainConfig, progress: bool = False):
                         max_images=cfg.max_images, seed=0, progress=progress)  # one fixed synthetic set for every run
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, *, dataset=None, progress: bool = False, callback=None) -> dict:
-    """Train (or resume, when ``run_dir`` has checkpoints/last.pt) and return the final status dict.
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _where() -> dict:
+    """Who runs the training: the executor (``GAN_LIB_EXECUTOR``, set by the Ray runner) and the node."""
+    return {"executor": os.environ.get("GAN_LIB_EXECUTOR", "local"),
+            "node": os.environ.get("GAN_LIB_NODE") or socket.gethostname()}
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, dataset=None, progress: bool = False, callback=None,
+          restart: bool = False) -> dict:
+    """Train (or resume, when ``run_dir`` has checkpoints/last.pt) one run; return its final status dict.
 
     ``dataset``: a loaded ``ImageDataset`` to reuse (else ``load_dataset`` from the config).
     ``callback(step, row)``: called for every metrics.csv row once written (tests raise from it).
-    A KeyboardInterrupt (Ctrl-C or from ``callback``) saves a checkpoint, marks the run ``interrupted`` and
-    is re-raised. Divergence stops the run with state ``diverged`` (no exception).
+    A KeyboardInterrupt (Ctrl-C, SIGTERM or from ``callback``) saves a checkpoint, marks the run ``interrupted``
+    and is re-raised. Divergence stops the run with state ``diverged`` (no exception).
     """
-    cfg = TrainConfig.from_dict(cfg.to_dict())  # a validated private copy
-    run = RunDir(run_dir)
-    device = resolve_device(cfg.device)
-    resuming = run.has_checkpoint("last")
-    if resuming and run.config_path.exists():
-        check_resume_config(run.load_config(), cfg)
-    run.create()
-    run.save_config(cfg.to_dict())
+    return train_seeds([cfg], [run_dir], dataset=dataset, progress=progress, callback=callback, restart=restart)[0]
+
+
+def train_seeds(cfgs: list[TrainConfig], run_dirs: list, *, dataset=None, progress: bool = False, callback=None,
+                restart: bool = False) -> list[dict]:
+    """Train the seeds of ONE configuration as one stacked model (`TrainState`); each seed writes its own
+    complete run folder (config.json with its seed, metrics.csv, evals.csv, samples, checkpoints, status.json),
+    exactly as `train` would alone. Returns one final status per seed.
+
+    ``cfgs`` must differ only in ``seed``. Seeds resume from their own checkpoints; seeds whose checkpoints are
+    at different steps train as separate stacks (one after another). A seed that diverges stops alone (its
+    folder keeps its last good checkpoint; status ``diverged``) and the others go on. ``callback(step, row)``
+    gets each seed's rows (``row["seed"]`` says whose).
+    """
+    if len(cfgs) != len(run_dirs) or not cfgs:
+        raise ConfigError(f"train_seeds needs one run folder per config, got {len(cfgs)} configs, {len(run_dirs)} folders")
+    cfgs = [TrainConfig.from_dict(c.to_dict()) for c in cfgs]  # validated private copies
+    for c in cfgs[1:]:
+        diff = config_differences(cfgs[0].to_dict(), c, ignore=("seed",))
+        if diff:
+            raise ConfigError(f"stacked seeds must share their config except the seed; they differ in {sorted(diff)}")
+    seeds = [c.seed for c in cfgs]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"stacked seeds must be distinct, got {seeds}")
+    runs = [RunDir(p) for p in run_dirs]
+    if len({r.path.resolve() for r in runs}) != len(runs):
+        raise ConfigError("stacked seeds need one run folder each; two of them are the same folder")
+    device = resolve_device(cfgs[0].device)
+
+    resume_steps = []
+    for cfg, run in zip(cfgs, runs):
+        resuming = run.has_checkpoint("last")
+        if resuming and run.config_path.exists():
+            check_resume_config(run.load_config(), cfg)
+        resume_steps.append(run.load_checkpoint("last")["step"] if resuming else None)
+    if len(set(resume_steps)) > 1:  # different starting points: one stack per starting step
+        out = [None] * len(cfgs)
+        for start in dict.fromkeys(resume_steps):
+            idx = [i for i, s in enumerate(resume_steps) if s == start]
+            for i, st in zip(idx, train_seeds([cfgs[i] for i in idx], [runs[i].path for i in idx], dataset=dataset,
+                                              progress=progress, callback=callback, restart=restart)):
+                out[i] = st
+        return out
 
     prev_deterministic = torch.are_deterministic_algorithms_enabled()
     prev_benchmark = torch.backends.cudnn.benchmark
-    if cfg.deterministic:
+    if cfgs[0].deterministic:
         if device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    start = resume_steps[0]
+    for cfg, run in zip(cfgs, runs):
+        run.create()
+        run.save_config(cfg.to_dict())
     try:
-        return _train(cfg, run, device, dataset, progress, callback, resuming)
+        return _train(cfgs, runs, device, dataset, progress, callback, start)
     except KeyboardInterrupt:
-        if run.read_status().get("state") != "interrupted":  # during set-up: the loop's handler did not run
-            saved = run.load_checkpoint("last")["step"] if resuming else 0
-            run.write_status(state="interrupted", step=saved, steps=cfg.steps,
-                             checkpoint_step=saved if resuming else None,
-                             reason="KeyboardInterrupt during set-up, before the first step",
-                             finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        for cfg, run in zip(cfgs, runs):
+            if run.read_status().get("state") not in ("interrupted", "completed", "diverged"):  # during set-up
+                saved = start or 0
+                run.write_status(state="interrupted", step=saved, steps=cfg.steps,
+                                 checkpoint_step=start, reason="KeyboardInterrupt during set-up, before the first step",
+                                 finished_at=_now(), **_where())
         raise
     finally:
         if torch.are_deterministic_algorithms_enabled() != prev_deterministic:  # the call imports torch._inductor
@@ -256,230 +551,205 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, dataset=None, progress: bool
         torch.backends.cudnn.benchmark = prev_benchmark
 
 
-def _train(cfg, run, device, dataset, progress, callback, resuming):
+def _train(cfgs, runs, device, dataset, progress, callback, start):
+    """The loop over generator steps for the stacked seeds ``cfgs`` (all resuming from step ``start``, or new)."""
     from tqdm import tqdm
 
+    from .metrics import evaluate
+
+    # Section: data, models, streams.
+    cfg = cfgs[0]
     if dataset is None:
         dataset = load_data(cfg, progress)
     n_images, B = len(dataset.images), cfg.batch_size
     if n_images < B:
         raise ConfigError(f"dataset has {n_images} images, fewer than batch_size={B}")
     channels = int(dataset.images.shape[1])
-
-    # --- models, optimizers, schedules (Table 1) ---
-    G, D, opt_g, opt_d, fmt = build_training(cfg, channels, device)
-    sched_g = torch.optim.lr_scheduler.StepLR(opt_g, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
-    sched_d = torch.optim.lr_scheduler.StepLR(opt_d, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
-    G_fwd = torch.compile(G) if cfg.compile else G  # the critic needs double backward: never compiled
+    state = TrainState(cfgs, channels, device, n_images)
     amp = autocast(device, cfg.precision)
-
-    gen_data = torch.Generator().manual_seed(cfg.seed)                  # batch order
-    gen_noise = torch.Generator(device).manual_seed(cfg.seed + 1)       # z and eps
-    fixed_z = torch.randn(NUM_SAMPLES_GRID, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 2))
-    fixed_z = fixed_z.to(device)
-    order = {"perm": torch.randperm(n_images, generator=gen_data), "pos": 0}
-    step, gp_streak, best = 0, 0, {"metric": None, "value": None, "step": None}
-    status = run.read_status() if resuming else {}
-
+    resuming = start is not None
+    statuses = [run.read_status() if resuming else {} for run in runs]
     if resuming:
-        ck = run.load_checkpoint("last", map_location="cpu")  # load_state_dict copies onto the device
-        G.load_state_dict(ck["generator"])
-        D.load_state_dict(ck["critic"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        sched_g.load_state_dict(ck["sched_g"])
-        sched_d.load_state_dict(ck["sched_d"])
-        step, gp_streak, best, order = ck["step"], ck["gp_streak"], ck["best"], ck["data_order"]
-        torch.set_rng_state(ck["rng"]["torch"].cpu())
-        gen_data.set_state(ck["rng"]["data"].cpu())
-        if ck["rng"].get("device_type") == device.type:
-            gen_noise.set_state(ck["rng"]["noise"].cpu())
-            if device.type == "cuda" and ck["rng"].get("cuda") is not None:
-                torch.cuda.set_rng_state_all([s.cpu() for s in ck["rng"]["cuda"]])
-        else:
-            warnings.warn(f"resuming on {device.type} a run checkpointed on {ck['rng'].get('device_type')}: "
-                          "the z/eps stream is reseeded, so the run is not bitwise identical")
-            gen_noise.manual_seed(cfg.seed + 1 + step)
-        del ck
-        run.truncate(step)
-    else:  # a folder without a checkpoint starts over
-        run.truncate(0)
-        run.checkpoint_path("best").unlink(missing_ok=True)
-    run.write_status(state="running", step=step, steps=cfg.steps, reason=None,
-                     started_at=status.get("started_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                     finished_at=None, resumed_at_step=step if resuming else None,
-                     checkpoint_step=step if resuming else None, device=str(device), precision=resolve_precision(cfg.precision, device),
-                     best=best)
+        state.load_seed_state_dicts([run.load_checkpoint("last", map_location="cpu") for run in runs])
+    for run in runs:
+        run.truncate(state.step)
+        if not resuming:  # a folder without a checkpoint starts over
+            run.checkpoint_path("best").unlink(missing_ok=True)
+    live = dict(enumerate(runs))  # stack index -> run, re-indexed when a seed leaves the stack
+    order = list(range(len(runs)))  # live position -> original index
+    finals: list[dict | None] = [None] * len(runs)
+    seed_list = [c.seed for c in cfgs]
+    for run, st in zip(runs, statuses):
+        run.write_status(state="running", step=state.step, steps=cfg.steps, reason=None,
+                         started_at=st.get("started_at") or _now(), finished_at=None,
+                         resumed_at_step=state.step if resuming else None,
+                         checkpoint_step=state.step if resuming else None, device=str(device),
+                         precision=resolve_precision(cfg.precision, device),
+                         best=state.seeds[runs.index(run)].best, stacked_seeds=seed_list, **_where())
 
-    def next_batch():
-        if order["pos"] + B > n_images:
-            order["perm"], order["pos"] = torch.randperm(n_images, generator=gen_data), 0
-        idx = order["perm"][order["pos"]: order["pos"] + B]
-        order["pos"] += B
-        x = dataset.batch(idx).to(device, non_blocking=True)
-        return x.contiguous(memory_format=fmt)
+    def run_of(pos):
+        return runs[order[pos]]
 
-    def generate(n, gen):
-        """n images in [-1, 1] (float32, CPU) from G in eval mode."""
-        G.eval()
-        out = []
-        with torch.no_grad(), amp:
-            for i in range(0, n, 256):
-                z = torch.randn(min(256, n - i), cfg.z_dim, device=device, generator=gen)
-                out.append(G_fwd(z).float().clamp_(-1, 1).cpu())
-        G.train()
-        return torch.cat(out)
-
-    def save_checkpoint(name="last"):
-        state = {
-            "step": step, "config": cfg.to_dict(), "channels": channels,
-            "generator": G.state_dict(), "critic": D.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "sched_g": sched_g.state_dict(), "sched_d": sched_d.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "data": gen_data.get_state(), "noise": gen_noise.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                    "device_type": device.type},
-            "data_order": order, "gp_streak": gp_streak, "best": best,
-        }
-        run.save_checkpoint(state, name)
+    # Section: checkpoints, samples and evaluations of every live seed.
+    def save_checkpoints(name="last", positions=None):
+        cks = state.seed_state_dicts()
+        for pos in (range(state.stack) if positions is None else positions):
+            run_of(pos).save_checkpoint(cks[pos], name)
 
     def save_samples():
-        with torch.no_grad():
-            G.eval()
-            with amp:
-                images = G_fwd(fixed_z).float()
-            G.train()
-        run.save_samples(images, step)
+        images = state.generate([s.fixed_z for s in state.seeds], amp)
+        for pos, img in enumerate(images):
+            run_of(pos).save_samples(img, state.step)
 
     eval_warned = set()
 
-    def run_eval():
-        from .metrics import evaluate
+    def run_evals():
+        sampler = _StackedSampler(state, amp)
+        improved = []
+        for pos, seed in enumerate(state.seeds):
+            t0 = time.perf_counter()
+            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device.type == "cuda" else []):
+                result = evaluate(lambda n, pos=pos: sampler.generate(pos, n), dataset, metrics=cfg.metrics,
+                                  num_samples=cfg.eval_num_samples, device=device, progress=False)
+            result = {k: float(v) for k, v in result.items()}
+            run_of(pos).append_eval({"step": state.step, **result, "eval_sec": round(time.perf_counter() - t0, 3)})
+            key, value = _pick_metric(result, cfg.best_metric)
+            if key is None:
+                key, value = _pick_metric(result, "swd")
+                if cfg.best_metric not in eval_warned:
+                    warnings.warn(f"best_metric={cfg.best_metric!r} is not in the evaluation ({sorted(result)}); "
+                                  f"checkpoints/best.pt follows {key!r} instead")
+                    eval_warned.add(cfg.best_metric)
+            if key is not None and math.isfinite(value) and (seed.best["value"] is None or value < seed.best["value"]):
+                seed.best = {"metric": key, "value": value, "step": state.step}
+                improved.append(pos)
+        if improved:
+            save_checkpoints("best", improved)
 
-        nonlocal best
-        t0 = time.perf_counter()
-        gen = torch.Generator(device).manual_seed(cfg.seed + 3)  # the same z at every evaluation
-        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device.type == "cuda" else []):
-            result = evaluate(lambda n: generate(n, gen), dataset, metrics=cfg.metrics,
-                              num_samples=cfg.eval_num_samples, device=device, progress=False)
-        result = {k: float(v) for k, v in result.items()}
-        run.append_eval({"step": step, **result, "eval_sec": round(time.perf_counter() - t0, 3)})
-        key, value = _pick_metric(result, cfg.best_metric)
-        if key is None:
-            key, value = _pick_metric(result, "swd")
-            if cfg.best_metric not in eval_warned:
-                warnings.warn(f"best_metric={cfg.best_metric!r} is not in the evaluation ({sorted(result)}); "
-                              f"checkpoints/best.pt follows {key!r} instead")
-                eval_warned.add(cfg.best_metric)
-        if key is not None and math.isfinite(value) and (best["value"] is None or value < best["value"]):
-            best = {"metric": key, "value": value, "step": step}
-            save_checkpoint("best")
-        return result
-
-    # --- per-step rows: kept as tensors, written (one sync) every log_every steps ---
-    pending = []  # (step, tensor[loss_d, loss_g, gp, emd], lr_g, lr_d)
+    # Section: per-step rows, kept as tensors and written (one sync) every log_every steps.
+    pending = []  # (step, tensor (S, 4), lr_g, lr_d)
     clock = {"t": time.perf_counter(), "train_sec": 0.0, "timed_steps": 0}
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"{cfg.model}", dynamic_ncols=True,
-               unit="step")
+    desc = cfg.model + (f" x{len(cfgs)} seeds" if len(cfgs) > 1 else "")
+    bar = tqdm(total=cfg.steps, initial=state.step, disable=not progress, desc=desc, dynamic_ncols=True, unit="step")
 
-    def flush():
-        """Write pending rows; return a divergence reason or None."""
-        nonlocal gp_streak, bad_step
+    def flush() -> dict:
+        """Write pending rows to each live seed's metrics.csv; return {position: (reason, step)} of divergences."""
         if not pending:
-            return None
-        values = torch.stack([p[1] for p in pending]).tolist()
+            return {}
+        values = torch.stack([p[1] for p in pending]).tolist()  # (rows, S, 4)
         now = time.perf_counter()
         dt, clock["t"] = now - clock["t"], now
         clock["train_sec"] += dt
         clock["timed_steps"] += len(pending)
         sec = dt / len(pending)
-        rows = [dict(step=s, loss_d=v[0], loss_g=v[1], gp=v[2], emd=v[3], lr_g=lg, lr_d=ld, sec_per_step=sec)
-                for (s, _, lg, ld), v in zip(pending, values)]
+        diverged, written = {}, []
+        for pos, seed in enumerate(state.seeds):
+            rows = [dict(step=s, loss_d=v[pos][0], loss_g=v[pos][1], gp=v[pos][2], emd=v[pos][3], lr_g=lg, lr_d=ld,
+                         sec_per_step=sec) for (s, _, lg, ld), v in zip(pending, values)]
+            run_of(pos).append_metrics(rows)
+            found = seed.monitor.check(rows)
+            if found is not None:
+                diverged[pos] = found
+            written += [(row, seed.seed) for row in rows]
+        last = values[-1][0]
         pending.clear()
-        run.append_metrics(rows)
-        reason = None
-        for row in rows:
-            bad = [k for k in ("loss_d", "loss_g", "gp", "emd") if not math.isfinite(row[k])]
-            if bad and reason is None:
-                reason, bad_step = f"non-finite {', '.join(bad)} at step {row['step']}", row["step"]
-            gp_streak = gp_streak + 1 if row["gp"] > cfg.gp_explode_threshold else 0
-            if reason is None and gp_streak >= cfg.gp_explode_window:
-                reason = (f"gradient penalty above {cfg.gp_explode_threshold} for {gp_streak} consecutive steps "
-                          f"(step {row['step']})")
-                bad_step = row["step"]
-        bar.update(len(rows))
-        bar.set_postfix(loss_d=f"{rows[-1]['loss_d']:.3f}", loss_g=f"{rows[-1]['loss_g']:.3f}",
-                        gp=f"{rows[-1]['gp']:.3f}", refresh=False)
+        bar.update(len(values))
+        bar.set_postfix(loss_d=f"{last[0]:.3f}", loss_g=f"{last[1]:.3f}", gp=f"{last[2]:.3f}", refresh=False)
         if callback is not None:
-            for row in rows:
-                callback(row["step"], row)
-        return reason
+            for row, seed in written:
+                callback(row["step"], {**row, "seed": seed})
+        return diverged
 
-    final_state, reason, consistent, bad_step = "completed", None, True, None
+    def finish(pos, **fields):
+        """Write seed ``pos``'s final status."""
+        i = order[pos]
+        finals[i] = run_of(pos).write_status(best=state.seeds[pos].best, sec_per_step=_sps(clock), finished_at=_now(),
+                                             **fields)
+
+    def leave(diverged: dict) -> None:
+        """Diverged seeds stop alone: final status, out of the stack; their last good checkpoint stays."""
+        for pos in sorted(diverged, reverse=True):
+            reason, bad_step = diverged[pos]
+            run = run_of(pos)
+            ckpt = run.load_checkpoint("last")["step"] if run.has_checkpoint("last") else None
+            finish(pos, state="diverged", step=bad_step, reason=reason, checkpoint_step=ckpt)
+            state.drop(pos)
+            del order[pos]
+
+    # Section: the loop.
+    consistent = True
     try:
-        with _DeferredSigint() as sigint:
+        with _DeferredInterrupt() as interrupt:
             if not resuming:
                 save_samples()  # step 0: the initial generator
             clock["t"] = time.perf_counter()
-            while step < cfg.steps:
+            while state.step < cfg.steps and state.stack:
                 consistent = False
-                lr_g, lr_d = sched_g.get_last_lr()[0], sched_d.get_last_lr()[0]
-                stats = train_step(G_fwd, D, opt_g, opt_d, next_batch, gen_noise, cfg, amp)
-                sched_g.step()
-                sched_d.step()
-                step += 1
-                pending.append((step, stats, lr_g, lr_d))
+                lr_g, lr_d = state.sched_g.get_last_lr()[0], state.sched_d.get_last_lr()[0]
+                stats = train_step(state.G_fwd, state.D, state.opt_g, state.opt_d, lambda: state.next_batch(dataset),
+                                   state.noise(), cfg, amp)
+                state.sched_g.step()
+                state.sched_d.step()
+                state.step += 1
+                pending.append((state.step, stats, lr_g, lr_d))
                 consistent = True
 
+                step = state.step
                 last = step == cfg.steps
                 do_eval = step % cfg.eval_every == 0 or last
                 do_samples = step % cfg.sample_every == 0 or last
                 do_ckpt = step % cfg.ckpt_every == 0 or last
-                if step % cfg.log_every == 0 or do_eval or do_samples or do_ckpt or sigint.requested:
-                    reason = flush()
-                    if reason is None and do_ckpt and not _finite_params(G, D):
-                        reason, bad_step = f"non-finite weights at step {step}", step
-                    if reason is not None:
-                        final_state = "diverged"
-                        break
+                if step % cfg.log_every == 0 or do_eval or do_samples or do_ckpt or interrupt.requested:
+                    diverged = flush()
+                    if do_ckpt:
+                        for pos, ok in enumerate(state.finite()):
+                            if not ok and pos not in diverged:
+                                diverged[pos] = (f"non-finite weights at step {step}", step)
+                    if diverged:
+                        leave(diverged)
+                        if not state.stack:
+                            break
                 if do_eval:
-                    run_eval()
+                    run_evals()
                 if do_samples:
                     save_samples()
                 if do_ckpt:
-                    save_checkpoint("last")
-                    run.write_status(step=step, checkpoint_step=step, best=best, sec_per_step=_sps(clock))
+                    save_checkpoints("last")
+                    for pos in range(state.stack):
+                        run_of(pos).write_status(step=step, checkpoint_step=step, best=state.seeds[pos].best,
+                                                 sec_per_step=_sps(clock))
                 if do_eval or do_samples or do_ckpt:
                     clock["t"] = time.perf_counter()  # housekeeping is not step time
-                if sigint.requested and step < cfg.steps:  # after the last step there is nothing to stop
+                if interrupt.requested and step < cfg.steps:  # after the last step there is nothing to stop
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
         try:
-            bad = flush() if consistent else "interrupted inside a step"
+            diverged = flush() if consistent else None
         except KeyboardInterrupt:
-            bad = "interrupted while logging"
-        if bad is None and _finite_params(G, D):
-            save_checkpoint("last")  # a clean step boundary: resumable exactly from here
-            saved = step
-        else:
-            saved = run.load_checkpoint("last")["step"] if run.has_checkpoint("last") else 0
-        run.write_status(state="interrupted", step=saved, checkpoint_step=saved,
-                         reason=f"KeyboardInterrupt at step {step}",
-                         best=best, sec_per_step=_sps(clock), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            diverged = None
+        finite = state.finite() if state.stack else []
+        clean = [diverged is not None and pos not in diverged and finite[pos] for pos in range(state.stack)]
+        if any(clean):  # a clean step boundary: resumable exactly from here
+            save_checkpoints("last", [pos for pos, ok in enumerate(clean) if ok])
+        for pos in range(state.stack):
+            run = run_of(pos)
+            saved = state.step if clean[pos] else (run.load_checkpoint("last")["step"] if run.has_checkpoint("last")
+                                                   else 0)
+            finish(pos, state="interrupted", step=saved, checkpoint_step=saved,
+                   reason=f"KeyboardInterrupt at step {state.step}")
         raise
     except Exception as e:
         bar.close()
-        run.write_status(state="failed", step=step, reason=f"{type(e).__name__}: {e}", best=best,
-                         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        for pos in range(state.stack):
+            finish(pos, state="failed", step=state.step, reason=f"{type(e).__name__}: {e}")
         raise
     bar.close()
-    if final_state == "completed" and not run.has_checkpoint("last"):
-        save_checkpoint("last")  # steps=0
-    ckpt_step = run.load_checkpoint("last")["step"] if final_state == "diverged" and run.has_checkpoint() else step
-    return run.write_status(state=final_state, step=bad_step or step, reason=reason, best=best,
-                            sec_per_step=_sps(clock), checkpoint_step=ckpt_step,
-                            finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if state.stack and not run_of(0).has_checkpoint("last"):
+        save_checkpoints("last")  # steps=0
+    for pos in range(state.stack):
+        finish(pos, state="completed", step=state.step, reason=None, checkpoint_step=state.step)
+    return finals
 
 
 def _sps(clock) -> float | None:

@@ -118,7 +118,7 @@ def test_nan_loss_is_divergence_not_a_crash(celeba_root, celeba32, tmp_path, mon
 
 
 def test_exploding_gradient_penalty_is_divergence(celeba_root, celeba32, tmp_path):
-    status = train(smoke(celeba_root, gp_explode_threshold=0.0, gp_explode_window=2), tmp_path, dataset=celeba32)
+    status = train(smoke(celeba_root, gp_explode_threshold=1e-9, gp_explode_window=2), tmp_path, dataset=celeba32)
     assert status["state"] == "diverged" and status["step"] == 2 and "gradient penalty" in status["reason"]
 
 
@@ -168,7 +168,7 @@ def test_interrupt_during_set_up_marks_the_run_interrupted(celeba_root, celeba32
     def stopped(*args, **kw):  # Ctrl-C (or a deadline's SIGINT) while the models are being built
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod, "build_training", stopped)
+    monkeypatch.setattr(train_mod, "build_models", stopped)
     with pytest.raises(KeyboardInterrupt):
         train(smoke(celeba_root), tmp_path, dataset=celeba32)
     status = RunDir(tmp_path).read_status()

@@ -22,37 +22,51 @@ __all__ = ["SelfAttention2d"]
 
 
 class SelfAttention2d(nn.Module):
-    """Self-attention over all H*W positions. Shapes: (B, C, H, W) -> (B, C, H, W)."""
+    """Self-attention over all H*W positions. Shapes: (B, S*C, H, W) -> (B, S*C, H, W).
 
-    def __init__(self, channels: int, qk_ratio: int = 8, use_sdpa: bool = False) -> None:
+    ``stack``: S independent copies in one module (seed stacking, `gan_lib.stacking`): q, k, v are grouped 1x1
+    convolutions (groups=S), the attention maps are computed per copy (a batch of B*S maps) and each copy has
+    its own gamma.
+    """
+
+    def __init__(self, channels: int, qk_ratio: int = 8, use_sdpa: bool = False, stack: int = 1) -> None:
         super().__init__()
-        for name, value in (("channels", channels), ("qk_ratio", qk_ratio)):
+        for name, value in (("channels", channels), ("qk_ratio", qk_ratio), ("stack", stack)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if channels % qk_ratio:
             raise ValueError(f"channels ({channels}) must be divisible by qk_ratio ({qk_ratio})")
-        self.channels, self.qk_ratio, self.use_sdpa = channels, qk_ratio, use_sdpa
-        self.query = nn.Conv2d(channels, channels // qk_ratio, 1)
-        self.key = nn.Conv2d(channels, channels // qk_ratio, 1)
-        self.value = nn.Conv2d(channels, channels, 1)
-        self.gamma = nn.Parameter(torch.zeros(1))
+        self.channels, self.qk_ratio, self.use_sdpa, self.stack = channels, qk_ratio, use_sdpa, stack
+        s, c = stack, channels
+        self.query = nn.Conv2d(s * c, s * (c // qk_ratio), 1, groups=s)
+        self.key = nn.Conv2d(s * c, s * (c // qk_ratio), 1, groups=s)
+        self.value = nn.Conv2d(s * c, s * c, 1, groups=s)
+        self.gamma = nn.Parameter(torch.zeros(s))
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
-        """The attention output o (before gamma and the residual): (B, C, H, W)."""
-        b, c, h, w = x.shape
-        q = self.query(x).flatten(2).transpose(1, 2)  # (B, N, C/r)
-        k = self.key(x).flatten(2).transpose(1, 2)  # (B, N, C/r)
-        v = self.value(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        """The attention output o (before gamma and the residual): (B, S*C, H, W)."""
+        b, _, h, w = x.shape
+        s, c = self.stack, self.channels
+
+        def tokens(t):  # (B, S*c', H, W) -> (B*S, N, c')
+            return t.reshape(b * s, t.shape[1] // s, h * w).transpose(1, 2)
+
+        q, k, v = tokens(self.query(x)), tokens(self.key(x)), tokens(self.value(x))
         if self.use_sdpa:
             o = F.scaled_dot_product_attention(q, k, v, scale=1.0)
         else:
             o = torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1).bmm(v)
-        return o.transpose(1, 2).reshape(b, c, h, w)
+        return o.transpose(1, 2).reshape(b, s * c, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"expected input (B, {self.channels}, H, W), got {tuple(x.shape)}")
-        return self.gamma * self.attend(x) + x
+        if x.dim() != 4 or x.shape[1] != self.stack * self.channels:
+            raise ValueError(f"expected input (B, {self.stack * self.channels}, H, W), got {tuple(x.shape)}")
+        if self.stack == 1:
+            return self.gamma * self.attend(x) + x
+        b, _, h, w = x.shape
+        gamma = self.gamma.view(1, self.stack, 1, 1, 1)
+        return (gamma * self.attend(x).view(b, self.stack, self.channels, h, w)).view_as(x) + x
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, qk_ratio={self.qk_ratio}, use_sdpa={self.use_sdpa}"
+        s = f"{self.channels}, qk_ratio={self.qk_ratio}, use_sdpa={self.use_sdpa}"
+        return s + (f", stack={self.stack}" if self.stack != 1 else "")

@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .spectral_norm import spectral_norm
+
 __all__ = ["involution2d", "involution2d_unfold", "Involution2d", "paper_param_count", "count_parameters",
            "set_backend", "get_backend", "BACKENDS"]
 
@@ -372,7 +374,12 @@ class Involution2d(nn.Module):
             per-sample, so a critic's scores stop depending on the rest of the batch, as WGAN-GP's per-sample
             gradient penalty assumes) or ``"none"``.
 
-    Shapes: (B, C, H, W) -> (B, C, H_out, W_out).
+    stack: S independent copies of the layer in one module (seed stacking, `gan_lib.stacking`): the input holds
+        the copies' channels side by side, (B, S*C, H, W); W0 and W1 are grouped 1x1 convolutions (groups=S), the
+        norms act per channel (GroupNorm with S groups for ``"layer"``), and eq. (2) runs with S*G kernel groups,
+        so copy s only ever sees its own channels.
+
+    Shapes: (B, S*C, H, W) -> (B, S*C, H_out, W_out) (S = ``stack``, 1 by default).
     """
 
     def __init__(
@@ -386,9 +393,11 @@ class Involution2d(nn.Module):
         kernel_norm: str = "none",
         kernel_clip: Optional[float] = None,
         sigma_norm: str = "batch",
+        stack: int = 1,
     ) -> None:
         super().__init__()
-        _check_positive(channels=channels, groups=groups, reduction_ratio=reduction_ratio, stride=stride, dilation=dilation)
+        _check_positive(channels=channels, groups=groups, reduction_ratio=reduction_ratio, stride=stride,
+                        dilation=dilation, stack=stack)
         _check_kernel_size(kernel_size)
         if channels % groups:
             raise ValueError(f"channels ({channels}) must be divisible by groups ({groups})")
@@ -403,28 +412,29 @@ class Involution2d(nn.Module):
         self.channels, self.kernel_size, self.groups = channels, kernel_size, groups
         self.reduction_ratio, self.stride, self.dilation = reduction_ratio, stride, dilation
         self.kernel_norm, self.kernel_clip, self.sigma_norm = kernel_norm, kernel_clip, sigma_norm
+        self.stack = stack
 
-        hidden = channels // reduction_ratio
+        hidden, span = channels // reduction_ratio, kernel_size**2 * groups
         self.pool = nn.AvgPool2d(stride, stride) if stride > 1 else nn.Identity()
-        self.reduce = nn.Conv2d(channels, hidden, 1, bias=sigma_norm == "none")  # W0
-        self.sigma = nn.Sequential(_sigma_norm(sigma_norm, hidden), nn.ReLU())
-        self.span = nn.Conv2d(hidden, kernel_size**2 * groups, 1)  # W1
+        self.reduce = nn.Conv2d(stack * channels, stack * hidden, 1, bias=sigma_norm == "none", groups=stack)  # W0
+        self.sigma = nn.Sequential(_sigma_norm(sigma_norm, hidden, stack), nn.ReLU())
+        self.span = nn.Conv2d(stack * hidden, stack * span, 1, groups=stack)  # W1
         if kernel_norm == "spectral":
-            self.reduce = nn.utils.parametrizations.spectral_norm(self.reduce)
-            self.span = nn.utils.parametrizations.spectral_norm(self.span)
-        self.kernel_bn = nn.BatchNorm2d(kernel_size**2 * groups) if kernel_norm == "batch" else nn.Identity()
+            self.reduce = spectral_norm(self.reduce, stack)
+            self.span = spectral_norm(self.span, stack)
+        self.kernel_bn = nn.BatchNorm2d(stack * span) if kernel_norm == "batch" else nn.Identity()
 
     def generate_kernel(self, x: torch.Tensor) -> torch.Tensor:
-        """Eq. (1): (B, C, H, W) -> (B, G, K*K, H_out, W_out)."""
+        """Eq. (1): (B, S*C, H, W) -> (B, S*G, K*K, H_out, W_out)."""
         kernel = self.kernel_bn(self.span(self.sigma(self.reduce(self.pool(x)))))
         if self.kernel_clip is not None:
             kernel = kernel.clamp(-self.kernel_clip, self.kernel_clip)
         b, _, h, w = kernel.shape
-        return kernel.view(b, self.groups, self.kernel_size**2, h, w)
+        return kernel.view(b, self.stack * self.groups, self.kernel_size**2, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"expected input (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        if x.dim() != 4 or x.shape[1] != self.stack * self.channels:
+            raise ValueError(f"expected input (B, {self.stack * self.channels}, H, W), got {tuple(x.shape)}")
         return involution2d(x, self.generate_kernel(x), self.kernel_size, self.stride, self.dilation)
 
     def paper_param_count(self) -> int:
@@ -443,14 +453,17 @@ class Involution2d(nn.Module):
             s += f", kernel_clip={self.kernel_clip}"
         if self.sigma_norm != "batch":
             s += f", sigma_norm={self.sigma_norm!r}"
+        if self.stack != 1:
+            s += f", stack={self.stack}"
         return s
 
 
-def _sigma_norm(kind: str, channels: int) -> nn.Module:
+def _sigma_norm(kind: str, channels: int, stack: int = 1) -> nn.Module:
+    """The norm inside sigma for ``stack`` copies of ``channels`` channels (per copy: one GroupNorm group each)."""
     if kind == "batch":
-        return nn.BatchNorm2d(channels, momentum=0.3)
+        return nn.BatchNorm2d(stack * channels, momentum=0.3)
     if kind == "layer":
-        return nn.GroupNorm(1, channels)
+        return nn.GroupNorm(stack, stack * channels)
     return nn.Identity()
 
 
