@@ -6,7 +6,10 @@
     python -m gan_lib reproduce [--preset smoke|cpu|paper] [--data-root PATH] [--only 01,03] [--jobs N]
 
 A subcommand is a function ``add_<name>(subparsers)`` in ``SUBCOMMANDS`` that adds its parser and sets
-``func`` (``args -> exit code``). Bad presets, models or keys exit with code 2 and a one-line message.
+``func`` (``args -> exit code``). A user's mistake (a `gan_lib.errors.UserError`: bad preset, key, value, data
+folder, a run folder in use or holding another run, a damaged checkpoint, a full disk) prints one line,
+``error: <what to do>``, and exits with code 2 (75 when the run folder is being trained by another process).
+Ctrl-C exits with code 130 after saying how to resume.
 """
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ import time
 from pathlib import Path
 
 from .config import CHOICES, PRESETS, ConfigError, make_config, parse_overrides
+from .errors import EXIT_USER_ERROR, UserError
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 # --- train ---
@@ -23,7 +29,8 @@ from .config import CHOICES, PRESETS, ConfigError, make_config, parse_overrides
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train (or resume) one GAN run", description=(
         "Train a GAN with WGAN-GP + TTUR into a run folder. An existing folder with checkpoints/last.pt is "
-        "resumed. Any TrainConfig field can be set with --set key=value (lists: comma separated)."))
+        "resumed; a folder holding another run without a checkpoint is refused (see --restart). Any TrainConfig "
+        "field can be set with --set key=value (lists: comma separated)."))
     p.add_argument("--model", choices=CHOICES["model"], help="GAN (default: igan)")
     p.add_argument("--dataset", help="celeba | mnist | folder | synthetic (default: celeba)")
     p.add_argument("--data-root", help="data folder (default: the dataset's usual places)")
@@ -36,6 +43,8 @@ def add_train(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", nargs="+", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable, e.g. --set n_critic=5 metrics=swd,kid")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--restart", action="store_true",
+                   help="start over: move the folder's old run aside to <out>.old-<time> (nothing is deleted)")
     p.set_defaults(func=cmd_train)
 
 
@@ -49,24 +58,52 @@ def config_from_args(args):
 
 def cmd_train(args) -> int:
     from .run_dir import RunDir
-    from .train import check_resume_config, train
+    from .train import train
 
     cfg = config_from_args(args)
-    run = RunDir(args.out)
-    verb = "training"
-    if run.has_checkpoint("last") and run.config_path.exists():
-        check_resume_config(run.load_config(), cfg)
-        verb = f"resuming (step {run.read_status().get('checkpoint_step')})"
+    run = RunDir(args.out).check_path()
+    verb = describe_start(run, cfg, args.restart)
     print(f"{verb} {cfg.model} ({args.preset} preset: {cfg.image_size}px, width {cfg.width}, batch "
           f"{cfg.batch_size}, {cfg.steps} steps, {cfg.precision}) on {cfg.dataset} -> {run.path}", flush=True)
     t0 = time.time()
     try:
-        status = train(cfg, run.path, progress=not args.no_progress)
+        status = train(cfg, run.path, progress=not args.no_progress, restart=args.restart)
     except KeyboardInterrupt:
         print(summary(run.path, time.time() - t0))
-        return 130
+        return EXIT_INTERRUPTED
     print(summary(run.path, time.time() - t0))
     return 0 if status["state"] in ("completed", "diverged") else 1
+
+
+def describe_start(run, cfg, restart: bool = False) -> str:
+    """How ``train`` will start on ``run`` ("training", "resuming (step N)", ...), checked before any work:
+    `RunLocked` when another process trains it, `RunExists` when it holds another run without a checkpoint,
+    `ConfigError` when the config cannot continue it (train checks all this again under the folder's lock)."""
+    from .config import RESUMABLE_FIELDS
+    from .run_dir import RunLocked
+    from .train import check_resume_config, config_differences
+
+    try:
+        holder = run.lock_holder()
+    except OSError:  # no flock on this filesystem: train() warns
+        holder = None
+    if holder is not None:
+        raise RunLocked(run.path, holder)
+    if restart:
+        return "restarting (the old run is moved aside)" if run.run_files() else "training"
+    mode = run.check_can_start(lambda saved: not config_differences(saved, cfg, ignore=RESUMABLE_FIELDS))
+    if mode == "new":
+        return "training"
+    if run.config_path.exists():
+        check_resume_config(run.load_config(), cfg)
+    status = run.read_status()
+    done = status.get("checkpoint_step")
+    if done is not None and done > cfg.steps:
+        raise ConfigError(f"{run.path} is at step {done}; steps={cfg.steps} cannot shorten it: ask for "
+                          f"--steps {done} or more, or start over with --restart")
+    if status.get("state") == "completed" and done == cfg.steps:
+        return f"already completed at step {done}/{cfg.steps}, nothing to train:"
+    return f"resuming (step {done})"
 
 
 def summary(run_dir, wall_sec: float | None = None) -> str:
@@ -122,12 +159,21 @@ def add_eval(sub) -> None:
 
 
 def cmd_eval(args) -> int:
+    from .config import MIN_EVAL_SAMPLES, check_metric_names
+    from .run_dir import RunDir
     from .train import evaluate_run
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.json").exists():
         raise ConfigError(f"{run_dir} is not a run folder (no config.json)")
     metrics = [m for group in (args.metrics or []) for m in group.split(",") if m] or None
+    if metrics:
+        check_metric_names(metrics, "--metrics")
+    if args.num_samples is not None and args.num_samples < MIN_EVAL_SAMPLES:
+        raise ConfigError(f"--num-samples must be >= {MIN_EVAL_SAMPLES}, got {args.num_samples}")
+    note = run_note(RunDir(run_dir))
+    if note:
+        print(note, flush=True)
     out = evaluate_run(run_dir, metrics=metrics, num_samples=args.num_samples, checkpoint=args.checkpoint,
                        device=args.device, data_root=args.data_root, progress=True)
     print(f"{run_dir}: {out['checkpoint']}.pt (step {out['step']}), {out['num_samples']} samples, "
@@ -136,6 +182,23 @@ def cmd_eval(args) -> int:
         print(f"  {k:20s} {v:.6g}")
     print(f"-> {run_dir / ('eval_' + out['checkpoint'] + '.json')}")
     return 0
+
+
+def run_note(run) -> str | None:
+    """A line about a run that is not finished: still being trained, or crashed (status "running", nobody
+    training it: stale)."""
+    from .run_lock import describe_holder
+
+    status = run.read_status()
+    live = run.liveness(status)
+    if live == "live":
+        holder = run.lock_holder() or {"pid": status.get("pid"), "host": status.get("host")}
+        return (f"note: {run.path} is still being trained by {describe_holder(holder)}; evaluating its "
+                f"checkpoint of the moment")
+    if live == "stale":
+        return (f"note: {run.path} says 'running' (step {status.get('step')}) but no process trains it: it "
+                f"crashed or was killed; run the same train command to resume it")
+    return None
 
 
 # --- reproduce ---
@@ -206,9 +269,15 @@ def main(argv=None) -> int:
         return int(e.code or 0)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

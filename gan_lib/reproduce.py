@@ -142,8 +142,11 @@ def execute_notebook(name: str, parameters: dict, out_dir: Path, progress: bool 
     out_dir.mkdir(parents=True, exist_ok=True)
     result = dict(status="ok", notebook=str(dst), html=None, error=None)
     try:
+        # The kernel's own log is silenced: its cell errors reach us through papermill, and on Ctrl-C it
+        # would print a ZMQError traceback while being shut down mid-reply.
         pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3", cwd=str(REPO),
-                            progress_bar=progress, log_output=False)
+                            progress_bar=progress, log_output=False,
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except pm.PapermillExecutionError as e:
         result.update(status="failed", error=f"cell {e.exec_count}: {e.ename}: {e.evalue}")
     except Exception as e:  # kernel died, bad parameters, ...
