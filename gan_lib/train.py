@@ -21,6 +21,7 @@ forked RNG with their own fixed z, so they never perturb training.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -34,6 +35,7 @@ from pathlib import Path
 import torch
 
 from .config import RESUMABLE_FIELDS, ConfigError, TrainConfig
+from .data.fingerprint import check_same_data, data_fingerprint
 from .run_dir import RunDir
 from .stacking import (stack_images, stack_optimizer_states, stack_states, unstack_images,
                        unstack_optimizer_state, unstack_state)
@@ -484,13 +486,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, dataset=None, progress: bool
 def train_seeds(cfgs: list[TrainConfig], run_dirs: list, *, dataset=None, progress: bool = False, callback=None,
                 restart: bool = False) -> list[dict]:
     """Train the seeds of ONE configuration as one stacked model (`TrainState`); each seed writes its own
-    complete run folder (config.json with its seed, metrics.csv, evals.csv, samples, checkpoints, status.json),
-    exactly as `train` would alone. Returns one final status per seed.
+    complete run folder (config.json with its seed, data.json, metrics.csv, evals.csv, samples, checkpoints,
+    status.json), exactly as `train` would alone. Returns one final status per seed.
 
-    ``cfgs`` must differ only in ``seed``. Seeds resume from their own checkpoints; seeds whose checkpoints are
-    at different steps train as separate stacks (one after another). A seed that diverges stops alone (its
-    folder keeps its last good checkpoint; status ``diverged``) and the others go on. ``callback(step, row)``
-    gets each seed's rows (``row["seed"]`` says whose).
+    ``cfgs`` must differ only in ``seed``. Every folder is claimed first (its lock, held for the whole run: a
+    second writer gets `RunLocked`; ``restart`` moves an old run aside), then checked: a folder holding a run but
+    no checkpoint is refused (`RunExists`), a resumed run must keep its config and its data (`DataMismatch`),
+    all before any file is written. Seeds resume from their own checkpoints; seeds whose checkpoints are at
+    different steps train as separate stacks, one after another. A seed that diverges stops alone (its folder
+    keeps its last good checkpoint; status ``diverged``) and the others go on. ``callback(step, row)`` gets each
+    seed's rows (``row["seed"]`` says whose).
     """
     if len(cfgs) != len(run_dirs) or not cfgs:
         raise ConfigError(f"train_seeds needs one run folder per config, got {len(cfgs)} configs, {len(run_dirs)} folders")
@@ -502,26 +507,40 @@ def train_seeds(cfgs: list[TrainConfig], run_dirs: list, *, dataset=None, progre
     seeds = [c.seed for c in cfgs]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"stacked seeds must be distinct, got {seeds}")
-    runs = [RunDir(p) for p in run_dirs]
+    runs = [RunDir(p).check_path() for p in run_dirs]
     if len({r.path.resolve() for r in runs}) != len(runs):
         raise ConfigError("stacked seeds need one run folder each; two of them are the same folder")
     device = resolve_device(cfgs[0].device)
 
-    resume_steps = []
-    for cfg, run in zip(cfgs, runs):
-        resuming = run.has_checkpoint("last")
-        if resuming and run.config_path.exists():
-            check_resume_config(run.load_config(), cfg)
-        resume_steps.append(run.load_checkpoint("last")["step"] if resuming else None)
-    if len(set(resume_steps)) > 1:  # different starting points: one stack per starting step
-        out = [None] * len(cfgs)
-        for start in dict.fromkeys(resume_steps):
+    with contextlib.ExitStack() as claims:
+        for run in runs:  # held until every seed has ended, however it ends
+            claims.enter_context(run.claim(restart=restart))
+        resume_steps = []
+        for cfg, run in zip(cfgs, runs):
+            same = lambda saved, cfg=cfg: not config_differences(saved, cfg, ignore=RESUMABLE_FIELDS)  # noqa: E731
+            if run.check_can_start(same) == "resume":
+                if run.config_path.exists():
+                    check_resume_config(run.load_config(), cfg)
+                resume_steps.append(run.load_checkpoint("last")["step"])
+            else:
+                resume_steps.append(None)
+        if dataset is None:
+            dataset = load_data(cfgs[0], progress)
+        fingerprint = data_fingerprint(dataset)
+        for run, start in zip(runs, resume_steps):
+            if start is not None:
+                check_same_data(run.read_data_fingerprint(), fingerprint)
+        out: list[dict | None] = [None] * len(cfgs)
+        for start in dict.fromkeys(resume_steps):  # one stack per starting step
             idx = [i for i, s in enumerate(resume_steps) if s == start]
-            for i, st in zip(idx, train_seeds([cfgs[i] for i in idx], [runs[i].path for i in idx], dataset=dataset,
-                                              progress=progress, callback=callback, restart=restart)):
+            for i, st in zip(idx, _train_claimed([cfgs[i] for i in idx], [runs[i] for i in idx], device, dataset,
+                                                 fingerprint, progress, callback, start)):
                 out[i] = st
         return out
 
+
+def _train_claimed(cfgs, runs, device, dataset, fingerprint, progress, callback, start):
+    """`_train` for claimed and checked folders, with deterministic mode set and restored around it."""
     prev_deterministic = torch.are_deterministic_algorithms_enabled()
     prev_benchmark = torch.backends.cudnn.benchmark
     if cfgs[0].deterministic:
@@ -531,19 +550,19 @@ def train_seeds(cfgs: list[TrainConfig], run_dirs: list, *, dataset=None, progre
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    start = resume_steps[0]
     for cfg, run in zip(cfgs, runs):
         run.create()
         run.save_config(cfg.to_dict())
+        run.save_data_fingerprint(fingerprint)
     try:
         return _train(cfgs, runs, device, dataset, progress, callback, start)
     except KeyboardInterrupt:
         for cfg, run in zip(cfgs, runs):
             if run.read_status().get("state") not in ("interrupted", "completed", "diverged"):  # during set-up
                 saved = start or 0
-                run.write_status(state="interrupted", step=saved, steps=cfg.steps,
-                                 checkpoint_step=start, reason="KeyboardInterrupt during set-up, before the first step",
-                                 finished_at=_now(), **_where())
+                run.try_write_status(state="interrupted", step=saved, steps=cfg.steps, checkpoint_step=start,
+                                     reason="KeyboardInterrupt during set-up, before the first step",
+                                     finished_at=_now(), **_where())
         raise
     finally:
         if torch.are_deterministic_algorithms_enabled() != prev_deterministic:  # the call imports torch._inductor
@@ -559,8 +578,6 @@ def _train(cfgs, runs, device, dataset, progress, callback, start):
 
     # Section: data, models, streams.
     cfg = cfgs[0]
-    if dataset is None:
-        dataset = load_data(cfg, progress)
     n_images, B = len(dataset.images), cfg.batch_size
     if n_images < B:
         raise ConfigError(f"dataset has {n_images} images, fewer than batch_size={B}")
@@ -651,6 +668,7 @@ def _train(cfgs, runs, device, dataset, progress, callback, start):
             if found is not None:
                 diverged[pos] = found
             written += [(row, seed.seed) for row in rows]
+            run_of(pos).heartbeat()  # status.json says the run is alive (at most every 30 s)
         last = values[-1][0]
         pending.clear()
         bar.update(len(values))
@@ -660,11 +678,16 @@ def _train(cfgs, runs, device, dataset, progress, callback, start):
                 callback(row["step"], {**row, "seed": seed})
         return diverged
 
-    def finish(pos, **fields):
-        """Write seed ``pos``'s final status."""
+    def finish(pos, quiet=False, **fields):
+        """Write seed ``pos``'s final status (``quiet``: in an error handler, where a full disk must not hide
+        the error being reported)."""
         i = order[pos]
-        finals[i] = run_of(pos).write_status(best=state.seeds[pos].best, sec_per_step=_sps(clock), finished_at=_now(),
-                                             **fields)
+        run = run_of(pos)
+        fields = dict(best=state.seeds[pos].best, sec_per_step=_sps(clock), finished_at=_now(), **fields)
+        if quiet:
+            finals[i] = run.try_write_status(**fields) or {**run.read_status(), **fields}
+        else:
+            finals[i] = run.write_status(**fields)
 
     def leave(diverged: dict) -> None:
         """Diverged seeds stop alone: final status, out of the stack; their last good checkpoint stays."""
@@ -736,13 +759,13 @@ def _train(cfgs, runs, device, dataset, progress, callback, start):
             run = run_of(pos)
             saved = state.step if clean[pos] else (run.load_checkpoint("last")["step"] if run.has_checkpoint("last")
                                                    else 0)
-            finish(pos, state="interrupted", step=saved, checkpoint_step=saved,
+            finish(pos, quiet=True, state="interrupted", step=saved, checkpoint_step=saved,
                    reason=f"KeyboardInterrupt at step {state.step}")
         raise
     except Exception as e:
         bar.close()
         for pos in range(state.stack):
-            finish(pos, state="failed", step=state.step, reason=f"{type(e).__name__}: {e}")
+            finish(pos, quiet=True, state="failed", step=state.step, reason=f"{type(e).__name__}: {e}")
         raise
     bar.close()
     if state.stack and not run_of(0).has_checkpoint("last"):
