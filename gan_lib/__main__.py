@@ -4,6 +4,7 @@
         [--set key=value ...]
     python -m gan_lib eval runs/igan [--metrics swd kid] [--checkpoint best|last]
     python -m gan_lib reproduce [--preset smoke|cpu|paper] [--data-root PATH] [--only 01,03] [--jobs N]
+    python -m gan_lib weights fetch|check      # pytorch-fid's Inception weights, for FID
 
 A subcommand is a function ``add_<name>(subparsers)`` in ``SUBCOMMANDS`` that adds its parser and sets
 ``func`` (``args -> exit code``). A user's mistake (a `gan_lib.errors.UserError`: bad preset, key, value, data
@@ -250,7 +251,9 @@ def cmd_reproduce(args) -> int:
 
 # --- entry point ---
 
-SUBCOMMANDS = [add_train, add_eval, add_reproduce]  # more subcommands: append an add_<name>(subparsers)
+from .weights import add_weights  # noqa: E402  (weights fetch|check: FID's Inception weights)
+
+SUBCOMMANDS = [add_train, add_eval, add_reproduce, add_weights]  # more subcommands: append an add_<name>(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

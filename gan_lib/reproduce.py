@@ -8,6 +8,12 @@ For each notebook of ``notebooks/`` (`study.EXPERIMENTS`, or those picked with `
    notebook reuses those runs and writes its figures and tables beside it);
 3. render ``<notebook>.html`` beside it with nbconvert.
 
+The notebooks get paths relative to the repository (where they lie in or beside it) and no progress bars, so a
+rendered report shows neither this machine's paths nor a bar; each notebook writes its rows of
+``<results>/<preset>/claims.csv``. At the end the generated blocks of ``<results>/README.md`` (the "paper vs
+ours" table and the per-configuration best / final table, between their markers) are rewritten from those files
+(`report.claims.update_readme`).
+
 A notebook's runs live in ``<runs_root>/<preset>/...``, or in ``<runs_root>/<notebook>/<preset>/...`` when that
 folder exists (runs kept apart, e.g. trained on another machine: `notebook_runs_root`).
 
@@ -27,6 +33,8 @@ import traceback
 from pathlib import Path
 
 from .config import PRESETS, ConfigError
+from .report.claims import update_readme
+from .report.tables import repo_relative
 from .study import EXPERIMENTS, experiment, threads_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +113,7 @@ def find_mnist_root(mnist_root: str | None = None) -> tuple[str | None, str]:
         except FileNotFoundError as e:
             return None, str(e)
         root = Path(mnist_root).expanduser().resolve()
-        return str(root), f"MNIST at {root}"
+        return str(root), f"MNIST at {repo_relative(root)}"
 
     def ok(p):
         try:
@@ -116,7 +124,7 @@ def find_mnist_root(mnist_root: str | None = None) -> tuple[str | None, str]:
     root = find_root("GAN_LIB_MNIST", "MNIST", ok)
     if root is None:
         return None, "MNIST not found; " + describe_search("GAN_LIB_MNIST", "MNIST").replace("\n", " ")
-    return str(root), f"MNIST at {root}"
+    return str(root), f"MNIST at {repo_relative(root)}"
 
 
 def render_html(notebook: str | Path) -> Path:
@@ -129,6 +137,21 @@ def render_html(notebook: str | Path) -> Path:
     html = notebook.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
     return html
+
+
+def _relative_papermill_paths(notebook: Path) -> None:
+    """papermill records its input and output paths in the notebook's metadata as given (absolute here): store
+    them relative to the repository, as the parameters are (`report.repo_relative`)."""
+    import nbformat
+
+    from .run_dir import atomic_write_text
+
+    nb = nbformat.read(notebook, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            meta[key] = repo_relative(meta[key])
+    atomic_write_text(notebook, nbformat.writes(nb))
 
 
 def execute_notebook(name: str, parameters: dict, out_dir: Path, progress: bool = True) -> dict:
@@ -153,6 +176,7 @@ def execute_notebook(name: str, parameters: dict, out_dir: Path, progress: bool 
         result.update(status="failed", error=f"{type(e).__name__}: {e}")
     if dst.exists():
         try:
+            _relative_papermill_paths(dst)
             result["html"] = str(render_html(dst))
         except Exception as e:
             result["error"] = (result["error"] + "; " if result["error"] else "") + f"HTML: {type(e).__name__}: {e}"
@@ -205,8 +229,8 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
         status = json.loads(status_path.read_text())
     except (OSError, ValueError):
         status = {}
-    status.update(preset=preset, dataset=dataset, data_root=data_root, dataset_warning=warning,
-                  runs_root=str(runs_root), jobs=jobs, threads=threads)
+    status.update(preset=preset, dataset=dataset, data_root=repo_relative(data_root), dataset_warning=warning,
+                  runs_root=repo_relative(runs_root), jobs=jobs, threads=threads)
     status.setdefault("notebooks", {})
     if warning:
         log(warning)
@@ -220,11 +244,14 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
         t0 = time.time()
         nb_runs_root = notebook_runs_root(runs_root, name, preset)
         if nb_runs_root != runs_root:
-            entry["runs_root"] = str(nb_runs_root)
+            entry["runs_root"] = repo_relative(nb_runs_root)
             log(f"{head}: its own runs root {nb_runs_root}")
-        params = dict(preset=preset, dataset=dataset, data_root=data_root, runs_root=str(nb_runs_root),
-                      out_dir=str(base / name), jobs=jobs, threads=threads, steps=steps, eval_every=eval_every,
-                      seeds=None if seeds is None else list(seeds), train=train)
+        # paths as the notebook shows them: relative to the repository where they lie in or beside it (the notebook
+        # runs there); its own progress bars off (a rendered report shows none; this log has the runs' bar)
+        params = dict(preset=preset, dataset=dataset, data_root=repo_relative(data_root),
+                      runs_root=repo_relative(nb_runs_root), out_dir=repo_relative(base / name), jobs=jobs,
+                      threads=threads, steps=steps, eval_every=eval_every, seeds=None if seeds is None else list(seeds),
+                      train=train, progress=False)
         if name == MNIST_NOTEBOOK:
             root, message = find_mnist_root(mnist_root)
             if root is None:
@@ -233,7 +260,7 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
                 _save_status(status_path, status)
                 log(f"{head}: SKIPPED - {message}")
                 continue
-            params.update(dataset="mnist", data_root=root)
+            params.update(dataset="mnist", data_root=repo_relative(root))
             entry["message"] = message
         try:
             kwargs = {k: params[k] for k in ("dataset", "data_root", "steps", "eval_every", "seeds")}
@@ -247,7 +274,8 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
             if bad:
                 log(f"{head}: {len(bad)} run(s) failed:\n  " + "\n  ".join(bad))
             log(f"{head}: executing the notebook")
-            entry.update(execute_notebook(name, params, base / name, progress=progress))
+            result = execute_notebook(name, params, base / name, progress=progress)
+            entry.update(result, notebook=repo_relative(result.get("notebook")), html=repo_relative(result.get("html")))
         except ConfigError as e:
             entry.update(status="failed", error=f"ConfigError: {e}")
         except KeyboardInterrupt:
@@ -264,6 +292,17 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
             + (f" - {entry['error']}" if entry.get("error") else "")
             + (f"\n  -> {entry['html']}" if entry.get("html") else ""))
 
+    readme = results / "README.md"
+    if readme.exists():
+        try:
+            written = update_readme(readme, base, preset)
+        except Exception as e:  # the notebooks are rendered; a README that cannot be written is reported
+            written, status["readme"] = [], f"failed: {type(e).__name__}: {e}"
+            log(f"README: FAILED to write its generated blocks - {e}")
+        else:
+            status["readme"] = f"wrote {', '.join(written)}" if written else "no generated blocks for this preset"
+            log(f"README: {status['readme']} ({repo_relative(readme)})")
+        _save_status(status_path, status)
     log(summary(status, names))
     return status
 

@@ -1,6 +1,7 @@
 """gan_lib.report on hand-made run folders with known numbers: per-run summaries, mean / sd / t-interval over
 seeds, outcomes, Table 2 (columns, eq. 4, the case 6 flag) and the Markdown writer."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -153,7 +154,8 @@ def test_describe_texts(runs):
     assert "b: 1/2 completed, 1/2 diverged (step 15)." in text
     s = report.summarize_runs(runs)
     out = report.describe_outcomes(s, {"a": "stable", "b": "diverges"})
-    assert "**a**: 3/3 completed" in out and "here: agrees" in out and "agrees (1/2 diverged)" in out
+    assert "**a**: 3/3 completed" in out and "Paper: stable; here: 0/3 diverged, 0/3 kept the GP high" in out
+    assert "Paper: diverges; here: 1/2 diverged, 0/2 kept the GP high" in out
     assert report.mean_sd(2.0, float("nan")) == "2" and report.mean_sd(float("nan"), 1.0) == ""
 
 
@@ -178,16 +180,14 @@ def test_describe_outcomes_compares_with_the_baseline(runs, tmp_path):
     s = report.summarize_runs(runs)
     claims = {"a": "stable", "b": "diverges", "c": "collapse", "d": "collapse"}
     out = report.describe_outcomes(s, claims, metric="swd", baseline="a").splitlines()
-    assert "vs the baseline" not in out[0] and "here: agrees" in out[0]
+    assert "vs the baseline" not in out[0] and "here: 0/3 diverged" in out[0]
     assert "best swd 7 ± 1.4 vs the baseline's 2 ± 1: not distinguishable" in out[1]
-    assert "agrees (1/2 diverged)" in out[1]
-    assert "best swd 11 ± 1 vs the baseline's 2 ± 1: significantly worse (difference 9" in out[2]
-    assert "here: partly: no run diverged, but its best swd is significantly worse" in out[2]
-    assert "too few seeds to test the difference" in out[3] and "here: not reproduced" in out[3]
+    assert "here: 1/2 diverged" in out[1]
+    assert "best swd 11 ± 1 vs the baseline's 2 ± 1: significantly worse (difference 9, unadjusted 95% CI" in out[2]
+    assert "too few seeds to test the difference" in out[3] and "here: 0/1 diverged, 0/1 kept the GP high" in out[3]
     # against 'c' as the baseline, 'a' (best 1, 2, 3) is significantly better
     a_vs_c = report.describe_outcomes(s, {"a": "diverges"}, metric="swd", baseline="c").splitlines()[0]
     assert "significantly better (difference -9" in a_vs_c
-    assert "here: not reproduced: no run diverged, and its best swd is significantly better" in a_vs_c
     # without a baseline: the old text, no comparison
     assert "baseline" not in report.describe_outcomes(s, claims)
 
@@ -210,9 +210,9 @@ def test_a_completed_run_whose_gp_stays_high_counts_as_unstable(tmp_path):
     assert s.loc[2, "gp_high_step"] == 11 and s["gp_high_step"].drop(2).isna().all()
     out = report.describe_outcomes(s, {"base": "stable", "bn": "collapse"}, metric="swd", baseline="base")
     base, bn = out.splitlines()
-    assert "here: agrees" in base and "GP above" not in base
+    assert "here: 0/2 diverged, 0/2 kept the GP high" in base and "GP above" not in base
     assert "GP above 10 for 100 steps without stopping the run in 1/2 (seed 0 from step 11)" in bn
-    assert "here: agrees (1/2 with the GP staying high)" in bn
+    assert "here: 0/2 diverged, 1/2 kept the GP high" in bn
 
 
 def test_aggregate_does_not_average_seconds_across_devices(runs):
@@ -220,3 +220,58 @@ def test_aggregate_does_not_average_seconds_across_devices(runs):
     assert agg.loc["a", "devices"] == "cpu fp32 x3" and agg.loc["a", "sec_per_step_mean"] == pytest.approx(0.2)
     assert agg.loc["b", "devices"] == "cuda bf16 x1, cpu fp32 x1" and np.isnan(agg.loc["b", "sec_per_step_mean"])
     assert agg.loc["b", "swd_best_mean"] == pytest.approx(7.0)  # the metrics still pool the seeds
+
+
+def test_aggregate_gives_the_final_metric_beside_the_best(runs):
+    agg = report.aggregate(report.summarize_runs(runs), ["swd"]).set_index("label")
+    a = agg.loc["a"]  # finals 1, 4, 3
+    ref = report.t_interval([1.0, 4.0, 3.0])
+    assert a["swd_final_n"] == 3 and (a["swd_final_ci_low"], a["swd_final_ci_high"]) == pytest.approx(
+        (ref["ci_low"], ref["ci_high"]))
+    from scipy import stats
+    ci = stats.ttest_1samp([1.0, 4.0, 3.0], 0).confidence_interval(0.95)
+    assert (ref["ci_low"], ref["ci_high"]) == pytest.approx((ci.low, ci.high))
+
+
+def test_describe_ranking_says_when_the_final_order_differs(tmp_path):
+    runs = [make_run(tmp_path, "a", s, [1.0, 9.0]) for s in range(2)]  # lowest best, highest final
+    runs += [make_run(tmp_path, "b", s, [5.0, 5.0 + s]) for s in range(2)]
+    text = report.describe_ranking(report.aggregate(report.summarize_runs(runs), ["swd"]), "swd")
+    assert "By final swd: b 5.5 ± 0.71 < a 9 ± 0; **a different order from the best's.**" in text
+    both = report.describe_comparison(report.aggregate(report.summarize_runs(runs), ["swd"]), "swd", igan="a")
+    assert "here it ranks 1 of 2 by best swd and 2 of 2 by final swd (whether" in both
+    runs += [make_run(tmp_path, "c", s, [7.0, 8.0]) for s in range(2)]
+    same = report.describe_ranking(report.aggregate(report.summarize_runs(runs[2:]), ["swd"]), "swd")
+    assert "the same order." in same
+
+
+def test_step_costs_reuses_the_saved_table_only_when_asked(tmp_path, monkeypatch):
+    from gan_lib import cost
+
+    calls = []
+
+    def fake_cost_table(configs, threads=None, progress=True):
+        calls.append(list(configs))
+        return pd.DataFrame(dict(label=list(configs), sec_per_step=[0.1 * (i + 1) for i in range(len(configs))]))
+
+    monkeypatch.setattr(cost, "cost_table", fake_cost_table)
+    configs = {"a": None, "b": None}
+    first = report.step_costs(configs, tmp_path, measure=False)  # nothing saved yet: measured and saved
+    assert calls == [["a", "b"]] and (tmp_path / "table_cost.csv").exists()
+    again = report.step_costs({"b": None, "a": None}, tmp_path, measure=False)  # reused, in the configs' order
+    assert len(calls) == 1 and list(again["label"]) == ["b", "a"] and again["sec_per_step"].tolist() == [0.2, 0.1]
+    report.step_costs(configs, tmp_path, measure=True)  # train=True: measured again
+    report.step_costs({"a": None, "c": None}, tmp_path, measure=False)  # a configuration it lacks: measured
+    assert len(calls) == 3 and list(first["label"]) == ["a", "b"]
+
+
+def test_repo_relative():
+    from gan_lib.study import REPO
+
+    assert report.repo_relative(REPO / "results" / "cpu") == "results/cpu"
+    assert report.repo_relative(REPO.parent / "shared" / "data") == "../shared/data"
+    assert report.repo_relative("runs") == "runs" and report.repo_relative(None) is None
+    assert report.repo_relative(REPO) == "."
+    outside = Path("/") / "nowhere-near" / "x"
+    if REPO.parent != Path("/"):
+        assert report.repo_relative(outside) == str(outside)

@@ -59,6 +59,7 @@ COLUMNS = ("notebook", "claim", "paper", "metric", "kind", "expected_sign", "mar
 # and metrics have no known spread yet: their equivalence claims stay inconclusive (margin NaN) until one is
 # declared here.
 MARGINS = {("cpu", "swd"): 2.0}
+COUNT_METRICS = ("parameters", "unstable runs")  # descriptive estimates that are counts (shown without decimals)
 MARGIN_NOTES = {("cpu", "swd"): "margin 2.0 = twice the pooled seed sd of best SWD in notebook 01 (1.0)"}
 
 
@@ -256,7 +257,7 @@ def claims_01(summary: pd.DataFrame, metric: str, preset: str, costs: pd.DataFra
                                       "- (§4.4 weighs memory and computation; no number for the three GANs)",
                                       "sec_per_step ratio (side by side)", ratio,
                                       note=f"{_cost(costs, igan):.3g} vs {_cost(costs, 'dcgan'):.3g} s/step; "
-                                           f"{extra:+,.0f} parameters in G (one cost measurement, no seeds)"))
+                                           f"{extra:+,.0f} parameters in G; one measurement side by side, no seeds"))
     return rows
 
 
@@ -426,7 +427,7 @@ def _rule(r) -> str:
 
 def _ours(r) -> str:
     if r["kind"] == "descriptive":
-        text = _num(r["estimate"]) if r["metric"] != "parameters" else f"{r['estimate']:.0f}"
+        text = f"{r['estimate']:.0f}" if r["metric"] in COUNT_METRICS else _num(r["estimate"])
         extra = [r["note"]] if r["note"] else []
         if np.isfinite(r["p_value"]):
             extra.append(f"p = {r['p_value']:.2g}")
