@@ -200,3 +200,63 @@ def test_configurations_table_says_when_best_and_final_orders_differ(tmp_path):
     text = C.configurations_table(tmp_path / "cpu")
     assert "| 01 | a | 2 | swd | 1.50 ± 0.71" in text and "| 1 | 2 |" in text
     assert "by best swd a < b; by final swd b < a" in text
+
+
+# --- the committed results ---
+
+RESULTS = REPO / "results"
+
+
+def test_every_committed_verdict_follows_from_its_interval():
+    claims = C.read_claims(RESULTS / "cpu" / "claims.csv")
+    assert {"01", "02", "03", "04"} <= set(claims["notebook"])  # every notebook wrote its rows
+    recomputed = [C.verdict(r.kind, r.ci_low, r.ci_high, r.expected_sign, r.margin) for r in claims.itertuples()]
+    assert list(claims["verdict"]) == recomputed
+    tested = claims[claims["kind"] != "descriptive"]
+    assert tested["ci_low"].notna().all() and (tested["n_seeds"] >= 3).all()
+
+
+def test_results_readme_is_generated_from_the_committed_files():
+    """The README's generated blocks are what claims.csv and the tables give now: a hand edit of a number in
+    them, or a claims.csv re-rendered without `reproduce` rewriting the README, fails here."""
+    text = (RESULTS / "README.md").read_text()
+    for block, body in C.readme_blocks(RESULTS / "cpu", "cpu").items():
+        found = C.readme_block_text(text, block, "cpu")
+        assert found is not None, f"results/README.md has no {block} markers"
+        assert found == body, f"results/README.md's {block} block differs from the one generated from results/cpu"
+
+
+def test_reproduce_writes_the_readme_blocks_and_passes_relative_paths(tmp_path, monkeypatch):
+    """`reproduce` (training and papermill faked): each notebook gets its paths relative to the repository and no
+    progress bars, and the README's blocks are rewritten from the claims the notebooks wrote."""
+    from types import SimpleNamespace
+
+    import gan_lib.reproduce as rp
+    from gan_lib.study import REPO
+
+    results = tmp_path / "results"
+    (results).mkdir()
+    (results / "README.md").write_text("# R\n\n" + C.readme_markers("claims", "smoke"))
+    seen = {}
+
+    def fake_experiment(name, preset, **kwargs):
+        return SimpleNamespace(specs=[1], run=lambda **_: [dict(name="x-s0", state="completed", reason=None)])
+
+    def fake_execute(name, params, out_dir, progress=True):
+        seen[name] = params
+        row = dict(notebook=name[:2], claim=f"claim of {name}", kind="difference", expected_sign=1, estimate=1.0,
+                   ci_low=0.5, ci_high=1.5, n_seeds=3, adjustment="none", confidence=0.95)
+        C.save_claims(C.with_verdicts([row]), out_dir)
+        return dict(status="ok", notebook=str(out_dir / f"{name}.ipynb"), html=None, error=None)
+
+    monkeypatch.setattr(rp, "experiment", fake_experiment)
+    monkeypatch.setattr(rp, "execute_notebook", fake_execute)
+    data = REPO.parent / "shared" / "data" / "celeba"  # beside the repository: shown as ../shared/data/celeba
+    status = rp.reproduce("smoke", only="01,03", dataset="celeba", data_root=str(data), runs_root=REPO / "runs",
+                          results=results, log=lambda *_: None)
+    p = seen["01_gan_comparison"]
+    assert p["data_root"] == "../shared/data/celeba" and p["runs_root"] == "runs" and p["progress"] is False
+    assert p["out_dir"] == str(results / "smoke" / "01_gan_comparison")  # outside the repository: as it is
+    assert status["data_root"] == "../shared/data/celeba" and status["readme"] == "wrote claims"
+    block = C.readme_block_text((results / "README.md").read_text(), "claims", "smoke")
+    assert "| 01 | claim of 01_gan_comparison |" in block and "| 03 | claim of 03_stability |" in block
