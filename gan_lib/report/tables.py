@@ -234,9 +234,10 @@ def output_dir(out_dir: str | Path | None, preset: str, notebook: str) -> Path:
 
 
 def repo_relative(path: str | Path | None) -> str | None:
-    """``path`` relative to the repository root when it lies inside it or beside it (``../shared/data/...``), else
-    as given: what a rendered report or a committed status file shows instead of this machine's absolute path.
-    Relative paths are read back against the repository root (`study.repo_path`)."""
+    """``path`` relative to the repository root when it lies inside it, or inside the ``../shared/`` folder beside
+    it (where the data live: ``../shared/data/celeba``), else as given: what a rendered report or a committed status
+    file shows instead of this machine's absolute path. Relative paths are read back against the repository root
+    (`study.repo_path`)."""
     from ..study import REPO
 
     if path is None:
@@ -245,10 +246,12 @@ def repo_relative(path: str | Path | None) -> str | None:
     if not p.is_absolute():
         return str(p)
     p = p.resolve()
-    for base, prefix in ((REPO, ""), (REPO.parent, "..")):
+    for base, prefix in ((REPO, ""), (REPO.parent / "shared", os.path.join("..", "shared"))):
         try:
             rel = p.relative_to(base)
         except ValueError:
             continue
-        return os.path.join(prefix, str(rel)) if prefix else (str(rel) if str(rel) != "." else ".")
+        if not prefix:
+            return str(rel) if str(rel) != "." else "."
+        return os.path.join(prefix, str(rel)) if str(rel) != "." else prefix
     return str(p)
