@@ -306,24 +306,24 @@ def test_enospc_on_a_real_small_tmpfs(tmp_path):
 
 
 def test_run_and_cache_files_get_the_usual_mode(tmp_path):
-    old = os.umask(0o022)
-    try:
+    umask = os.umask(0)
+    os.umask(umask)
+    assert FILE_MODE == 0o666 & ~umask  # what open() gives, not mkstemp's 0600
+    if umask == 0o022:
         assert FILE_MODE == 0o644
-        run = RunDir(tmp_path / "run").create()
-        run.write_status(state="running")
-        run.save_checkpoint({"step": 1})
-        run.save_samples(torch.zeros(4, 3, 8, 8), 0)
-        atomic_write_text(tmp_path / "x.json", "{}")
-        from gan_lib.data.cache import ArrayCache
-        from gan_lib.metrics.cache import ReferenceCache
-        ArrayCache(tmp_path / "cache", name="t").save(torch.zeros(2, 3, 4, 4, dtype=torch.uint8).numpy())
-        ReferenceCache(tmp_path / "cache").save({"dataset": "t"}, {"mu": torch.zeros(2)})
-        files = [run.status_path, run.checkpoint_path(), run.sample_path(0), tmp_path / "x.json",
-                 *(tmp_path / "cache").rglob("*.*")]
-        assert len(files) == 7
-        assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: "0o644" for p in files}
-    finally:
-        os.umask(old)
+    run = RunDir(tmp_path / "run").create()
+    run.write_status(state="running")
+    run.save_checkpoint({"step": 1})
+    run.save_samples(torch.zeros(4, 3, 8, 8), 0)
+    atomic_write_text(tmp_path / "x.json", "{}")
+    from gan_lib.data.cache import ArrayCache
+    from gan_lib.metrics.cache import ReferenceCache
+    ArrayCache(tmp_path / "cache", name="t").save(torch.zeros(2, 3, 4, 4, dtype=torch.uint8).numpy())
+    ReferenceCache(tmp_path / "cache").save({"dataset": "t"}, {"mu": torch.zeros(2)})
+    files = [run.status_path, run.checkpoint_path(), run.sample_path(0), tmp_path / "x.json",
+             *(tmp_path / "cache").rglob("*.*")]
+    assert len(files) == 7
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: oct(FILE_MODE) for p in files}
 
 
 def test_an_out_path_that_is_a_file_is_a_clear_error(tmp_path):
@@ -381,8 +381,12 @@ def test_cli_refuses_to_shorten_a_run_and_passes_restart(tmp_path, capsys, monke
         calls.append(kw)
         return {"state": "completed"}
 
+    def fake_train_seeds(cfgs, outs, **kw):
+        return [fake_train(c, o, **kw) for c, o in zip(cfgs, outs)]
+
     import gan_lib.train
     monkeypatch.setattr(gan_lib.train, "train", fake_train)
+    monkeypatch.setattr(gan_lib.train, "train_seeds", fake_train_seeds)
     assert main(["train", "--preset", "smoke", "--steps", "40", "--out", str(run.path), "--no-progress"]) == 0
     assert "already completed at step 40/40" in capsys.readouterr().out
     assert main(["train", "--preset", "smoke", "--steps", "10", "--out", str(run.path), "--restart"]) == 0
