@@ -515,14 +515,16 @@ def train_seeds(cfgs: list[TrainConfig], run_dirs: list, *, dataset=None, progre
     with contextlib.ExitStack() as claims:
         for run in runs:  # held until every seed has ended, however it ends
             claims.enter_context(run.claim(restart=restart))
-        resume_steps = []
+        resume_steps, checkpoints = [], []
         for cfg, run in zip(cfgs, runs):
             same = lambda saved, cfg=cfg: not config_differences(saved, cfg, ignore=RESUMABLE_FIELDS)  # noqa: E731
             if run.check_can_start(same) == "resume":
                 if run.config_path.exists():
                     check_resume_config(run.load_config(), cfg)
-                resume_steps.append(run.load_checkpoint("last")["step"])
+                checkpoints.append(run.load_checkpoint("last", map_location="cpu"))  # verified, read once
+                resume_steps.append(checkpoints[-1]["step"])
             else:
+                checkpoints.append(None)
                 resume_steps.append(None)
         if dataset is None:
             dataset = load_data(cfgs[0], progress)
@@ -533,13 +535,13 @@ def train_seeds(cfgs: list[TrainConfig], run_dirs: list, *, dataset=None, progre
         out: list[dict | None] = [None] * len(cfgs)
         for start in dict.fromkeys(resume_steps):  # one stack per starting step
             idx = [i for i, s in enumerate(resume_steps) if s == start]
-            for i, st in zip(idx, _train_claimed([cfgs[i] for i in idx], [runs[i] for i in idx], device, dataset,
-                                                 fingerprint, progress, callback, start)):
+            group = ([cfgs[i] for i in idx], [runs[i] for i in idx], [checkpoints[i] for i in idx])
+            for i, st in zip(idx, _train_claimed(*group, device, dataset, fingerprint, progress, callback, start)):
                 out[i] = st
         return out
 
 
-def _train_claimed(cfgs, runs, device, dataset, fingerprint, progress, callback, start):
+def _train_claimed(cfgs, runs, checkpoints, device, dataset, fingerprint, progress, callback, start):
     """`_train` for claimed and checked folders, with deterministic mode set and restored around it."""
     prev_deterministic = torch.are_deterministic_algorithms_enabled()
     prev_benchmark = torch.backends.cudnn.benchmark
@@ -555,7 +557,7 @@ def _train_claimed(cfgs, runs, device, dataset, fingerprint, progress, callback,
         run.save_config(cfg.to_dict())
         run.save_data_fingerprint(fingerprint)
     try:
-        return _train(cfgs, runs, device, dataset, progress, callback, start)
+        return _train(cfgs, runs, checkpoints, device, dataset, progress, callback, start)
     except KeyboardInterrupt:
         for cfg, run in zip(cfgs, runs):
             if run.read_status().get("state") not in ("interrupted", "completed", "diverged"):  # during set-up
@@ -570,8 +572,9 @@ def _train_claimed(cfgs, runs, device, dataset, fingerprint, progress, callback,
         torch.backends.cudnn.benchmark = prev_benchmark
 
 
-def _train(cfgs, runs, device, dataset, progress, callback, start):
-    """The loop over generator steps for the stacked seeds ``cfgs`` (all resuming from step ``start``, or new)."""
+def _train(cfgs, runs, checkpoints, device, dataset, progress, callback, start):
+    """The loop over generator steps for the stacked seeds ``cfgs`` (all resuming from step ``start`` from their
+    verified ``checkpoints``, or new)."""
     from tqdm import tqdm
 
     from .metrics import evaluate
@@ -587,11 +590,13 @@ def _train(cfgs, runs, device, dataset, progress, callback, start):
     resuming = start is not None
     statuses = [run.read_status() if resuming else {} for run in runs]
     if resuming:
-        state.load_seed_state_dicts([run.load_checkpoint("last", map_location="cpu") for run in runs])
+        state.load_seed_state_dicts(checkpoints)
+    del checkpoints
     for run in runs:
         run.truncate(state.step)
         if not resuming:  # a folder without a checkpoint starts over
             run.checkpoint_path("best").unlink(missing_ok=True)
+            run.previous_checkpoint_path("best").unlink(missing_ok=True)
     live = dict(enumerate(runs))  # stack index -> run, re-indexed when a seed leaves the stack
     order = list(range(len(runs)))  # live position -> original index
     finals: list[dict | None] = [None] * len(runs)
@@ -799,7 +804,8 @@ def evaluate_run(run_dir: str | Path, metrics=None, num_samples: int | None = No
                  device: str = "auto", dataset=None, data_root: str | None = None, seed: int | None = None,
                  progress: bool = False) -> dict:
     """Evaluate a run's best (or last) generator against its training data (``dataset``, else loaded from
-    the config, with ``data_root`` overriding its folder); writes eval_<checkpoint>.json in the run folder."""
+    the config, with ``data_root`` overriding its folder; `DataMismatch` when that is not the data the run
+    trained on, per its data.json); writes eval_<checkpoint>.json in the run folder."""
     import json
 
     from .metrics import evaluate
@@ -813,6 +819,7 @@ def evaluate_run(run_dir: str | Path, metrics=None, num_samples: int | None = No
         if data_root is not None:
             cfg.data_root = data_root
         dataset = load_data(cfg, progress)
+    check_same_data(RunDir(run_dir).read_data_fingerprint(), data_fingerprint(dataset))
     amp = autocast(dev, cfg.precision)
     gen = torch.Generator(dev).manual_seed(cfg.seed + 3 if seed is None else seed)
 
