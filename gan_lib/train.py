@@ -161,12 +161,14 @@ def train_step(G, D, opt_g, opt_d, next_batch, noise, cfg: TrainConfig, amp) -> 
         acc = _acc_dtype(real)
         z = noise.z(B, device)
         eps = noise.eps(B, real.shape[1] // S, device)
-        with torch.no_grad(), amp:
-            fake = G(z).to(acc)
-        with amp:  # real, fake and x_hat in separate passes (see the module docstring)
-            d_real = D(real).to(acc).reshape(B, S).mean(0)
-            d_fake = D(fake).to(acc).reshape(B, S).mean(0)
-        gp = gradient_penalty(D, real, fake, eps, amp)
+        # One autocast context for the critic step's forward passes: its cast cache casts each weight to bf16
+        # once per step instead of once per pass (weights change only at opt.step, after the context exits).
+        with amp:
+            with torch.no_grad():
+                fake = G(z).to(acc)
+            d_real = D(real).to(acc).reshape(B, S).mean(0)  # real, fake and x_hat in separate passes (see the
+            d_fake = D(fake).to(acc).reshape(B, S).mean(0)  # module docstring)
+            gp = gradient_penalty(D, real, fake, eps, amp)
         loss_d = d_fake - d_real + cfg.gp_lambda * gp
         opt_d.zero_grad(set_to_none=True)
         loss_d.sum().backward()  # one backward, through the penalty's gradient too
