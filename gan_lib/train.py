@@ -168,7 +168,9 @@ def train_step(G, D, opt_g, opt_d, next_batch, noise, cfg: TrainConfig, amp) -> 
                 fake = G(z).to(acc)
             d_real = D(real).to(acc).reshape(B, S).mean(0)  # real, fake and x_hat in separate passes (see the
             d_fake = D(fake).to(acc).reshape(B, S).mean(0)  # module docstring)
-            gp = gradient_penalty(D, real, fake, eps, amp)
+            # already inside amp, and one torch.autocast object must not be entered twice (its exit would
+            # restore the wrong state and leave autocast on for everything after the step)
+            gp = gradient_penalty(D, real, fake, eps, nullcontext())
         loss_d = d_fake - d_real + cfg.gp_lambda * gp
         opt_d.zero_grad(set_to_none=True)
         loss_d.sum().backward()  # one backward, through the penalty's gradient too

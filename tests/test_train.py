@@ -205,3 +205,25 @@ def test_sigint_before_the_last_step_interrupts_after_that_step(celeba_root, cel
         train(smoke(celeba_root), tmp_path, dataset=celeba32, callback=sigint_at_3)
     status = RunDir(tmp_path).read_status()
     assert status["state"] == "interrupted" and status["checkpoint_step"] == status["step"] >= 3
+
+
+def test_a_bf16_step_leaves_autocast_off():
+    """train_step's autocast contexts are entered once each: after a step autocast is off again (an object
+    entered twice would restore the wrong state and leave every later op, e.g. the evaluation, in bf16)."""
+    from gan_lib.train import TrainState, autocast, train_step
+
+    cfg = make_config("smoke", model="igan", precision="bf16", device="cpu")
+    state = TrainState([cfg], 3, torch.device("cpu"), cfg.batch_size)
+    x = torch.rand(cfg.batch_size, 3, 32, 32) * 2 - 1
+    with pytest.warns(UserWarning) if not train_mod.native_bf16(torch.device("cpu")) else _nothing():
+        amp = autocast(torch.device("cpu"), "bf16")
+    train_step(state.G, state.D, state.opt_g, state.opt_d, lambda: x, state.noise(), cfg, amp)
+    assert not torch.is_autocast_enabled("cpu")
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
