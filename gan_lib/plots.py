@@ -9,6 +9,8 @@ In a notebook, ``%matplotlib inline`` displays a returned Figure.
 `metric_curves`                Fig. 5: a metric over training per label, mean line and min-max / CI band over seeds
 `stability_curves`             Fig. 6: gradient penalty (log y) and losses over time, a marker where a run diverged
 `samples_over_steps`           Fig. 7: one run's sample grids across training steps
+`long_training_curves`         05: a metric and the GP over training per label (band over seeds, a step marked)
+`grids_at_steps`               05: sample grids, one row per run, one column per step (2k / 4k / 8k)
 =============================  ==============================================================================
 
 Runs are given as in `gan_lib.report` (outcome dicts from `study.run_all`, run folder paths or RunDirs).
@@ -256,4 +258,104 @@ def samples_over_steps(run, steps: list[int] | None = None, max_panels: int = 6,
     for ax, s in zip(axes, chosen):
         _show(ax, read_grid(files[s]), f"step {s}")
     fig.suptitle(f"{e['label']} (seed {e['seed']}): {outcome}", fontsize=10)
+    return _finish(fig, path)
+
+
+# --- notebook 05 (long training) ---
+
+def _seed_band(df: pd.DataFrame, column: str, smooth: float | None, log: bool):
+    """(steps, centre, low, high, n_seeds) of ``column`` across the seeds of one label: each run smoothed (rolling
+    mean over ``smooth`` of its rows; None: raw), then the mean over seeds (of log10 when ``log``: a geometric
+    mean) and the min-max band."""
+    import warnings
+
+    runs = []
+    for name, g in df.groupby("name", sort=False):
+        y = pd.to_numeric(g[column], errors="coerce")
+        if log:
+            y = np.log10(y.where(y > 0))
+        if smooth:
+            y = _smooth(y, smooth)
+        runs.append(pd.Series(y.to_numpy(), index=g["step"].to_numpy(), name=name))
+    wide = pd.concat(runs, axis=1).sort_index()
+    values = wide.to_numpy(dtype=float)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a step where every seed is NaN (after a divergence)
+        centre, low, high = np.nanmean(values, axis=1), np.nanmin(values, axis=1), np.nanmax(values, axis=1)
+    if log:
+        centre, low, high = 10 ** centre, 10 ** low, 10 ** high
+    return wide.index.to_numpy(), centre, low, high, wide.shape[1]
+
+
+def long_training_curves(evals: pd.DataFrame, metrics: pd.DataFrame, metric: str, mark_step: int | None = None,
+                         summary: pd.DataFrame | None = None, labels=None, path=None, smooth: float = 0.02,
+                         mark_label: str = "end of the short study") -> Figure:
+    """Notebook 05: per configuration, ``metric`` (left, from `report.load_evals`) and the gradient penalty (right,
+    log y, from `report.load_metrics`, each run smoothed over ``smooth`` of its steps) over training: the mean over
+    seeds (geometric for the GP) with the min-max band; a dashed line at ``mark_step`` (the short study's end,
+    2,000 steps at cpu). With ``summary`` (`report.summarize_runs`'s): on the GP panel a triangle where a run's GP
+    started to stay above `report.GP_HIGH` (``gp_high_step``) and an ``x`` where a run diverged."""
+    labels = list(labels) if labels is not None else list(pd.unique(evals["label"]))
+    fig = Figure(layout="constrained", figsize=(13, 4.6))
+    ax_m, ax_gp = fig.subplots(1, 2)
+    for i, label in enumerate(labels):
+        color = f"C{i}"
+        ev = evals[evals["label"] == label]
+        if len(ev) and metric in ev:
+            x, c, lo, hi, n = _seed_band(ev, metric, None, False)
+            ax_m.plot(x, c, marker="o", ms=3, color=color, label=f"{label} (n={n})")
+            if n > 1:
+                ax_m.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+        st = metrics[metrics["label"] == label]
+        if len(st):
+            x, c, lo, hi, n = _seed_band(st, "gp", smooth, True)
+            ax_gp.plot(x, c, color=color, lw=1.3, label=f"{label} (n={n})")
+            if n > 1:
+                ax_gp.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+        if summary is not None:
+            for r in summary[summary["label"] == label].itertuples():
+                if np.isfinite(r.gp_high_step):
+                    ax_gp.plot([r.gp_high_step], [report.GP_HIGH], "v", color=color, ms=8, mec="k", mew=0.5)
+                if r.state == "diverged" and r.step == r.step:
+                    ax_gp.plot([r.step], [report.GP_HIGH], "x", color=color, ms=10, mew=2.5)
+    ax_gp.set_yscale("log")
+    ax_gp.axhline(report.GP_HIGH, color="0.4", ls=":", lw=1)
+    for ax, name in ((ax_m, f"{metric} (mean, min-max over seeds)"),
+                     (ax_gp, "gradient penalty (geometric mean, min-max; v: stays above "
+                             f"{report.GP_HIGH:g} from there, x: diverged)")):
+        if mark_step:
+            ax.axvline(mark_step, color="k", ls="--", lw=1, alpha=0.7)
+            ax.annotate(f"{mark_label} ({mark_step:,})", (mark_step, 1), xycoords=("data", "axes fraction"),
+                        xytext=(3, -12), textcoords="offset points", fontsize=7)
+        ax.set_xlabel("generator step")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    ax_m.set_ylabel(metric)
+    ax_gp.set_ylabel("gradient penalty")
+    ax_m.legend(fontsize=7)
+    return _finish(fig, path)
+
+
+def grids_at_steps(runs, steps: list[int], path=None, panel_size: float = 2.6) -> Figure:
+    """Notebook 05: one row per run (e.g. the first seed of each configuration), one column per step of ``steps``
+    (2k / 4k / 8k), each the run's sample grid saved at exactly that step; a run without one there (it stopped
+    earlier, or saves grids at other steps) gets a panel saying so."""
+    entries = report.run_entries(runs)
+    table = report.load_runs(entries)
+    fig = Figure(layout="constrained", figsize=(panel_size * len(steps) + 1.5, panel_size * len(entries) + 0.3))
+    axes = np.atleast_2d(fig.subplots(len(entries), len(steps), squeeze=False))
+    for row, (e, r) in enumerate(zip(entries, table.itertuples())):
+        files = sample_files(e)
+        for col, s in enumerate(steps):
+            ax = axes[row, col]
+            if s in files:
+                _show(ax, read_grid(files[s]), f"step {s:,}" if row == 0 else None)
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.text(0.5, 0.5, f"no grid at step {s:,}\n({r.outcome})", ha="center", va="center", fontsize=7,
+                        transform=ax.transAxes, wrap=True)
+                if row == 0:
+                    ax.set_title(f"step {s:,}", fontsize=9)
+        axes[row, 0].set_ylabel(f"{e['label']}\n(seed {e['seed']})", fontsize=8)
     return _finish(fig, path)

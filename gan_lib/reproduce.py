@@ -200,9 +200,17 @@ def _save_status(path: Path, status: dict) -> None:
 
 def notebook_runs_root(runs_root: Path, name: str, preset: str) -> Path:
     """``<runs_root>/<notebook>`` when it holds runs of ``preset`` (a notebook whose runs live apart, e.g. trained
-    on another machine: notebook 02's in results/runs), else ``runs_root``."""
+    on another machine: notebook 02's in results/runs), else ``runs_root``. A notebook whose specs have its name
+    as their subdir (05: `study.RunSpec.subdir`) always gets ``<runs_root>/<notebook>``; a ``runs_root`` that
+    already is that folder is kept."""
+    from .study import SPECS
+
+    if Path(runs_root).name == name:
+        return Path(runs_root)
     own = Path(runs_root) / name
-    return own if (own / preset).is_dir() else Path(runs_root)
+    apart = name in SPECS and any(s.subdir == name for s in SPECS[name]((0,)))
+    return own if apart or (own / preset).is_dir() else Path(runs_root)
+
 
 
 def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, data_root: str | None = None,

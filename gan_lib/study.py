@@ -45,7 +45,8 @@ STABILITY = (
     ("kernel_batch_norm", dict(kernel_norm="batch")),
 )
 
-EXPERIMENTS = ("01_gan_comparison", "02_involution_hyperparameters", "03_stability", "04_mnist")
+EXPERIMENTS = ("01_gan_comparison", "02_involution_hyperparameters", "03_stability", "04_mnist",
+               "05_long_training")
 DEFAULT_SEEDS = {"smoke": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
 
 
@@ -56,6 +57,9 @@ class RunSpec:
     label: str
     seed: int
     overrides: tuple = ()  # sorted (key, value) pairs applied on top of the preset
+    # A notebook whose runs live apart (`run_path`: <runs_root>/<subdir>/...): 05's long runs have 03's labels and
+    # preset but other steps, and must not take over (resume) the 2,000-step runs of 01-03.
+    subdir: str = ""
 
     @property
     def name(self) -> str:
@@ -102,12 +106,67 @@ def mnist(seeds=(0, 1, 2)) -> list[RunSpec]:
     return gan_comparison(seeds)
 
 
+LONG_TRAINING = "05_long_training"
+
+
+def long_training(seeds=(0, 1, 2)) -> list[RunSpec]:
+    """Notebook 05 (issue 12): the paper's late-training claims, with runs longer than the short study (the
+    schedule: `long_training_schedule`). iGAN case 1 (the baseline), two successive involutions (without and with
+    clipping), Table 2's case 3 (K7 G4 R2) and batch norm on the kernel, named as in notebooks 02 and 03; their
+    folders live under ``<runs_root>/05_long_training/`` (``RunSpec.subdir``)."""
+    from dataclasses import replace
+
+    keep = [igan_label(3, 4, 2) + s for s in ("", "-two-involutions", "-two-involutions-clip")]
+    case3 = next(c for c in TABLE2 if c["case"] == 3)
+    specs = ([s for s in stability(seeds) if s.label in keep]
+             + [s for s in involution_cases(seeds) if s.label == igan_label(case3["K"], case3["G"], case3["R"])]
+             + [s for s in stability(seeds) if s.label == igan_label(3, 4, 2) + "-kernel-batch-norm"])
+    return [replace(s, subdir=LONG_TRAINING) for s in specs]
+
+
+# The long runs' schedule: LONG_FACTOR times the short study (the cpu preset's 2,000 steps; the smoke preset's 20),
+# with the paper's shape: 50 lr decays over the run whatever its length (decay every steps // 50: 160 for 8,000
+# steps, as the cpu preset's 40 for 2,000 and the paper's 1,000 for 50,000), an evaluation every quarter of the
+# short study (500 at cpu) so that its end (2,000) is one, a sample grid at every multiple of it (2k, 4k, 6k, 8k)
+# and a checkpoint at every evaluation.
+LONG_FACTOR, LR_DECAYS, SHORT_STUDY_STEPS = 4, 50, 2000
+
+
+def long_training_reference_step(preset: str, steps: int | None = None, eval_every: int | None = None) -> int:
+    """The step of the long runs that is the short study's end (2,000 at cpu and paper, 20 at smoke); for runs not
+    longer than that (a quick check), a quarter of the run, on an evaluation step."""
+    short = min(make_config(preset).steps, SHORT_STUDY_STEPS)
+    steps = steps or LONG_FACTOR * short
+    if short < steps:
+        return short
+    every = eval_every or max(1, steps // (4 * LONG_FACTOR))
+    return max(every, steps // LONG_FACTOR // every * every)
+
+
+def long_training_schedule(preset: str, steps: int | None = None, eval_every: int | None = None) -> dict:
+    """The TrainConfig overrides of the long runs (see `LONG_FACTOR`): steps, eval_every, lr_decay_every,
+    sample_every, ckpt_every; ``steps`` / ``eval_every`` given: kept, the rest follows from them."""
+    short = min(make_config(preset).steps, SHORT_STUDY_STEPS)
+    steps = steps or LONG_FACTOR * short
+    reference = long_training_reference_step(preset, steps, eval_every)
+    eval_every = eval_every or max(1, reference // 4)
+    return dict(steps=steps, eval_every=eval_every, lr_decay_every=max(1, steps // LR_DECAYS),
+                sample_every=reference, ckpt_every=eval_every)
+
+
 SPECS = {"01_gan_comparison": gan_comparison, "02_involution_hyperparameters": involution_cases,
-         "03_stability": stability, "04_mnist": mnist}
+         "03_stability": stability, "04_mnist": mnist, LONG_TRAINING: long_training}
+# Notebooks whose run length is their own (applied by `experiment` when no steps are given).
+SCHEDULES = {LONG_TRAINING: long_training_schedule}
 
 
 def run_path(runs_root: str | Path, preset: str, dataset: str, image_size: int, spec: RunSpec) -> Path:
-    return Path(runs_root) / preset / f"{dataset}{image_size}" / spec.name
+    """``<runs_root>/<preset>/<dataset><size>/<name>``; a spec with a ``subdir`` lives under
+    ``<runs_root>/<subdir>/`` (not added again when ``runs_root`` already is that folder)."""
+    root = Path(runs_root)
+    if spec.subdir and root.name != spec.subdir:
+        root = root / spec.subdir
+    return root / preset / f"{dataset}{image_size}" / spec.name
 
 
 def _set_value(v) -> str:
@@ -296,6 +355,9 @@ def experiment(name: str, preset: str = "smoke", *, dataset: str = "celeba", dat
     seeds = tuple(DEFAULT_SEEDS[preset] if seeds is None else ([seeds] if isinstance(seeds, int) else seeds))
     overrides = dict(image_size=image_size, steps=steps, eval_every=eval_every, device=device, precision=precision,
                      **extra)
+    if name in SCHEDULES:  # its own run length (05's long runs); what is given explicitly wins
+        overrides = {**SCHEDULES[name](preset, steps, eval_every),
+                     **{k: v for k, v in overrides.items() if v is not None}}
     common = dict(dataset=dataset, data_root=None if data_root is None else str(data_root),
                   **{k: v for k, v in overrides.items() if v is not None})
     make_config(preset, **common)  # a bad value fails here, before any run starts

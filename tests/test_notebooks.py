@@ -47,7 +47,19 @@ EXPECTED = {
     "04_mnist": (
         ["samples_mnist.png", "metrics_mnist.png"],
         {"table_mnist": ["label", "n", "outcome", "swd_best_mean", "swd_best_ci_low", "sec_per_step_mean"]}),
+    "05_long_training": (
+        ["fig_swd_gp_over_training.png", "samples_over_training.png"],
+        {"table_runs_long": ["label", "seed", "outcome_class", "gp_max", "gp_end", "gp_high_step", "swd_best",
+                             "swd_final"],
+         "table_outcome_counts": ["label", "n", "completed", "diverged", "collapsed", "other"],
+         "table_long_training": ["label", "n", "outcome", "swd_best_mean", "swd_best_sd", "swd_best_ci_low",
+                                 "swd_best_ci_high", "swd_final_mean", "swd_final_ci_high"]}),
 }
+# tables whose intervals and p-values are NaN with one seed (checked for their columns only)
+EXPECTED_COLUMNS_ONLY = {"05_long_training": {
+    "table_against_baseline": ["variant", "at2_diff", "at2_ci_low", "at2_direction", "end_diff", "end_ci_high",
+                               "end_direction", "same"],
+    "table_ranking": ["label", "at2_mean", "at2_rank", "end_mean", "end_rank", "rank_changed"]}}
 UNDEFINED_WITH_ONE_SEED = ("_sd", "_ci_low", "_ci_high")
 UNDEFINED_WHEN_IT_NEVER_HAPPENED = ("gp_high_step",)  # NaN: the GP never stayed high
 
@@ -118,7 +130,7 @@ def test_notebooks_are_clean_and_parameterised():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, n_runs", [("01_gan_comparison", 3), ("02_involution_hyperparameters", 7),
-                                          ("03_stability", 5)])
+                                          ("03_stability", 5), ("05_long_training", 5)])
 def test_notebook_runs_on_synthetic(name, n_runs, runs_root, tmp_path):
     out = tmp_path / name
     params = dict(QUICK, dataset="synthetic", runs_root=str(runs_root), out_dir=str(out))
@@ -129,6 +141,14 @@ def test_notebook_runs_on_synthetic(name, n_runs, runs_root, tmp_path):
     if name == "02_involution_hyperparameters":
         t2 = pd.read_csv(out / "table2.csv")
         assert t2["paper_params_flag"].tolist() == [False] * 5 + [True, False]
+    if name == "05_long_training":  # its runs apart from 03's (same names, other steps); read at step 2 and 4
+        for table, columns in EXPECTED_COLUMNS_ONLY[name].items():
+            assert set(columns) <= set(pd.read_csv(out / f"{table}.csv").columns), table
+        assert len(list((runs_root / "05_long_training" / "smoke" / "synthetic32").glob("*-s0"))) == 5
+        assert (pd.read_csv(out / "table_runs_long.csv")["swd_best_step"] <= 4).all()
+        claims = read_claims(out.parent / "claims.csv")
+        assert claims.loc[claims["notebook"] == "05", "kind"].value_counts().to_dict() == {"difference": 6,
+                                                                                        "descriptive": 5}
     check_reads_cleanly(Path(result["notebook"]), relative_parameters=False)
     executed = nbformat.read(result["notebook"], as_version=4)
     text = "".join(o.get("data", {}).get("text/markdown", "") for c in executed.cells if c.cell_type == "code"
@@ -165,7 +185,11 @@ def test_reproduce_cli_end_to_end(runs_root, tmp_path):
     assert entry["status"] == "ok" and entry["runs"] == {"completed": 3} and status["dataset"] == "synthetic"
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+# notebooks whose cpu runs are still training (not rendered into results/cpu yet): 05's 8,000-step runs (issue 12)
+NOT_RENDERED_YET = ("05_long_training",)
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n not in NOT_RENDERED_YET])
 def test_committed_renders_read_cleanly(name):
     """The study's rendered notebooks (results/cpu, rendered by `reproduce --no-train` from the committed runs)."""
     check_reads_cleanly(REPO / "results" / "cpu" / name / f"{name}.ipynb")

@@ -82,7 +82,7 @@ def test_a_failing_notebook_is_recorded_and_the_others_go_on(tmp_path, monkeypat
     assert "disk full" in nbs["02_involution_hyperparameters"]["error"]
     assert nbs["03_stability"]["status"] == "ok"
     assert nbs["04_mnist"]["status"] == "skipped" and "MNIST not found" in nbs["04_mnist"]["message"]
-    assert [n for n, _ in executed] == ["01_gan_comparison", "03_stability"]
+    assert [n for n, _ in executed] == ["01_gan_comparison", "03_stability", "05_long_training"]
     params = executed[0][1]
     assert params["threads"] == rp.threads_for(2) and params["jobs"] == 2 and params["preset"] == "smoke"
     assert params["runs_root"] == str((tmp_path / "runs").resolve()) and params["dataset"] == "synthetic"
