@@ -3,7 +3,8 @@
     python -m gan_lib train --model igan --dataset celeba --data-root PATH --preset cpu --out runs/igan \\
         [--set key=value ...]
     python -m gan_lib eval runs/igan [--metrics swd kid] [--checkpoint best|last]
-    python -m gan_lib reproduce [--preset smoke|cpu|paper] [--data-root PATH] [--only 01,03] [--jobs N]
+    python -m gan_lib reproduce [--preset smoke|cpu|paper] [--data-root PATH] [--only 01,03] [--jobs N] \\
+        [--executor local|ray [--address HOST:PORT]]
     python -m gan_lib weights fetch|check      # pytorch-fid's Inception weights, for FID
 
 A subcommand is a function ``add_<name>(subparsers)`` in ``SUBCOMMANDS`` that adds its parser and sets
@@ -222,6 +223,7 @@ def add_reproduce(sub) -> None:
     p.add_argument("--only", help="notebooks to run, by number or name, comma separated (e.g. 01,03)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel (default 1)")
     p.add_argument("--threads", type=int, help="torch threads per run (default: cores // jobs when jobs > 1)")
+    add_executor_args(p)
     p.add_argument("--runs-root", default="runs", help="run folders (default: runs)")
     p.add_argument("--results", default="results", help="executed notebooks, figures, tables (default: results)")
     p.add_argument("--steps", type=int, help="generator steps (default: the preset's; for quick checks)")
@@ -231,6 +233,18 @@ def add_reproduce(sub) -> None:
     p.add_argument("--no-train", action="store_true",
                    help="train nothing: render the notebooks from the runs already finished (a study in progress)")
     p.set_defaults(func=cmd_reproduce)
+
+
+def add_executor_args(p) -> None:
+    """--executor, --address, --cpus-per-run, --gpus-per-run (reproduce and scripts/train_experiment.py)."""
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="where runs train: local subprocesses (default) or Ray tasks (pip install -e '.[ray]')")
+    p.add_argument("--address", help="with --executor ray: the Ray cluster to join (HOST:PORT, auto, "
+                                     "ray://HOST:10001); default: a local Ray instance of --jobs runs")
+    p.add_argument("--cpus-per-run", type=float, default=1, help="with --executor ray: CPUs each run's task "
+                                                                  "needs (default 1)")
+    p.add_argument("--gpus-per-run", type=float, default=0, help="with --executor ray: GPUs each run's task "
+                                                                  "needs, a fraction shares a GPU (default 0)")
 
 
 def cmd_reproduce(args) -> int:
@@ -245,7 +259,8 @@ def cmd_reproduce(args) -> int:
     status = reproduce(args.preset, only=args.only, dataset=args.dataset, data_root=args.data_root,
                        mnist_root=args.mnist_root, jobs=args.jobs, threads=args.threads, runs_root=args.runs_root,
                        results=args.results, steps=args.steps, eval_every=args.eval_every, seeds=seeds,
-                       progress=not args.no_progress, train=not args.no_train)
+                       progress=not args.no_progress, train=not args.no_train, executor=args.executor,
+                       address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
     return exit_code(status, select_notebooks(args.only))
 
 

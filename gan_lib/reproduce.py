@@ -217,18 +217,24 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
               mnist_root: str | None = None, jobs: int = 1, threads: int | None = None,
               runs_root: str | Path = "runs", results: str | Path = "results", steps: int | None = None,
               eval_every: int | None = None, seeds=None, progress: bool = True, train: bool = True,
-              log=print) -> dict:
+              executor: str = "local", address: str | None = None, cpus_per_run: float = 1,
+              gpus_per_run: float = 0, log=print) -> dict:
     """Train, execute and render the notebooks (see the module docstring); returns the status dict that is
     also written to ``<results>/<preset>/reproduce_status.json``. ``steps``, ``eval_every`` and ``seeds``
     override the preset (quick checks). ``train=False`` renders the notebooks from the runs already finished
-    (nothing is trained; unfinished runs are listed and left out)."""
+    (nothing is trained; unfinished runs are listed and left out). ``executor="ray"`` trains each notebook's
+    runs as Ray tasks (``address``, ``cpus_per_run``, ``gpus_per_run``: `study.run_all`); the notebooks then
+    reuse them."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    from .executors import check_executor, describe
+
+    check_executor(executor, jobs=jobs, num_cpus=cpus_per_run, num_gpus=gpus_per_run, address=address)
     names = select_notebooks(only)
     dataset, data_root, warning = choose_dataset(dataset, data_root)
-    threads = threads or threads_for(jobs)
+    threads = threads or (None if executor == "ray" else threads_for(jobs))  # Ray: OMP_NUM_THREADS = its CPUs
     runs_root, results = Path(runs_root).resolve(), Path(results).resolve()
     base = results / preset
     base.mkdir(parents=True, exist_ok=True)
@@ -238,12 +244,13 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
     except (OSError, ValueError):
         status = {}
     status.update(preset=preset, dataset=dataset, data_root=repo_relative(data_root), dataset_warning=warning,
-                  runs_root=repo_relative(runs_root), jobs=jobs, threads=threads)
+                  runs_root=repo_relative(runs_root), jobs=jobs, threads=threads, executor=describe(executor, address))
     status.setdefault("notebooks", {})
     if warning:
         log(warning)
     log(f"reproduce: preset {preset}, dataset {dataset}" + (f" ({data_root})" if data_root else "")
         + f", notebooks {', '.join(names)}, runs in {runs_root}, results in {base}, jobs {jobs}"
+        + (f", executor {describe(executor, address)}" if executor != "local" else "")
         + (f", {threads} threads per run" if threads else ""))
 
     for i, name in enumerate(names, 1):
@@ -276,7 +283,9 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
             exp = experiment(name, preset, **kwargs, **extra)
             log(f"{head}: " + (f"training {len(exp.specs)} runs (finished ones are reused)" if train
                                else f"collecting the finished runs of {len(exp.specs)} (train=False)"))
-            outcomes = exp.run(runs_root=nb_runs_root, jobs=jobs, threads=threads, progress=progress, train=train)
+            outcomes = exp.run(runs_root=nb_runs_root, jobs=jobs, threads=threads, progress=progress, train=train,
+                               executor=executor, address=address, cpus_per_run=cpus_per_run,
+                               gpus_per_run=gpus_per_run)
             entry["runs"] = _count(outcomes)
             bad = [f"{o['name']}: {o['reason']}" for o in outcomes if o["state"] == "failed"]
             if bad:

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,9 +225,15 @@ def run_one(spec: RunSpec, preset: str, path: Path, *, threads: int | None = Non
 
 def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_root: str | None = None,
             runs_root: str | Path = "runs", jobs: int = 1, threads: int | None = None, progress: bool = True,
-            train: bool = True, on_done=None, **overrides) -> list[dict]:
+            train: bool = True, on_done=None, executor: str = "local", address: str | None = None,
+            cpus_per_run: float = 1, gpus_per_run: float = 0, **overrides) -> list[dict]:
     """Train every spec not yet done; returns one outcome dict per spec (state, step, reason, path, reused).
-    ``on_done(outcome)`` is called as each run ends (from a worker thread).
+    ``on_done(outcome)`` is called as each run ends (from a worker thread, or the driver with Ray).
+
+    ``executor``: ``"local"`` (a pool of ``jobs`` threads, each waiting on its run's subprocess) or ``"ray"``
+    (each run a Ray task needing ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs, on the cluster at ``address``
+    or a local instance of ``jobs`` runs): `gan_lib.executors.map_jobs`. With Ray the run folders must be on
+    storage every node sees (``runs_root`` is made absolute); ``train=False`` never needs Ray.
 
     Ctrl-C / SIGINT: the running runs stop themselves (same process group), no queued run starts (the
     executor's map cancels the pending ones), and KeyboardInterrupt is re-raised once the running ones ended.
@@ -241,6 +246,13 @@ def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_
     """
     from tqdm.auto import tqdm
 
+    from .executors import check_executor, map_jobs
+
+    executor = executor if train else "local"  # collecting finished runs needs no cluster
+    check_executor(executor, jobs=jobs, num_cpus=cpus_per_run, num_gpus=gpus_per_run, address=address)
+    if executor == "ray":  # a worker's cwd is not ours: every path it gets is absolute
+        runs_root = Path(runs_root).absolute()
+        data_root = None if data_root is None else str(Path(data_root).expanduser().absolute())
     common = dict(dataset=dataset, data_root=data_root, **overrides)
     cfg0 = make_config(preset, **common)  # validate once, before anything starts
     if jobs > 1 and train:  # decode the dataset once (into the gan_lib cache) before parallel runs read it
@@ -250,22 +262,28 @@ def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_
     bar = tqdm(total=len(specs), desc=f"runs ({preset}, {dataset})", unit="run", disable=not progress)
     outcomes: list[dict | None] = [None] * len(specs)
 
-    def work(i):
+    def failed(i, e):
+        return dict(label=specs[i].label, seed=specs[i].seed, name=specs[i].name, path=str(paths[i]),
+                    state="failed", step=None, reason=f"{type(e).__name__}: {e}", reused=False, wall_sec=0.0)
+
+    def work(i):  # runs where the executor puts the job (a thread here, or a Ray worker): no driver state
         try:
-            out = run_one(specs[i], preset, paths[i], threads=threads, train=train, **common)
+            return run_one(specs[i], preset, paths[i], threads=threads, train=train, **common)
         except (ConfigError, OSError, ValueError) as e:
-            out = dict(label=specs[i].label, seed=specs[i].seed, name=specs[i].name, path=str(paths[i]),
-                       state="failed", step=None, reason=f"{type(e).__name__}: {e}", reused=False, wall_sec=0.0)
+            return failed(i, e)
+
+    def done(i, out):  # in this process, as each run ends
         outcomes[i] = out
         if on_done is not None:
             on_done(out)
         bar.set_postfix_str(f"{out['name']}: {out['state']}" + (" (reused)" if out["reused"] else ""))
         bar.update(1)
-        return out
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(work, range(len(specs))))
-    bar.close()
+    try:
+        map_jobs(work, range(len(specs)), executor=executor, jobs=jobs, address=address, num_cpus=cpus_per_run,
+                 num_gpus=gpus_per_run, on_done=done, on_error=failed)
+    finally:
+        bar.close()
     return outcomes
 
 
@@ -310,12 +328,18 @@ class Experiment:
     common: dict  # dataset, data_root and the TrainConfig overrides applied to every run
 
     def run(self, runs_root: str | Path = "runs", jobs: int = 1, threads: int | None = None,
-            progress: bool = True, train: bool = True) -> list[dict]:
+            progress: bool = True, train: bool = True, executor: str = "local", address: str | None = None,
+            cpus_per_run: float = 1, gpus_per_run: float = 0) -> list[dict]:
         """`run_all` over the specs: trains what is missing, reuses what is done; one outcome per spec.
         A relative ``runs_root`` is relative to the repository root (`repo_path`); ``threads`` None with
-        ``jobs > 1``: `threads_for(jobs)`. ``train=False``: only the finished runs (the others are listed)."""
-        outcomes = run_all(self.specs, self.preset, runs_root=repo_path(runs_root), jobs=jobs,
-                           threads=threads or threads_for(jobs), progress=progress, train=train, **self.common)
+        ``jobs > 1``: `threads_for(jobs)` (with Ray: ``cpus_per_run``, Ray's OMP_NUM_THREADS). ``executor``,
+        ``address``, ``cpus_per_run``, ``gpus_per_run``: see `run_all`. ``train=False``: only the finished runs
+        (the others are listed)."""
+        if executor != "ray":
+            threads = threads or threads_for(jobs)
+        outcomes = run_all(self.specs, self.preset, runs_root=repo_path(runs_root), jobs=jobs, threads=threads,
+                           progress=progress, train=train, executor=executor, address=address,
+                           cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, **self.common)
         missing = [o["name"] for o in outcomes if o["state"] == "not_trained"]
         if missing:
             print(f"train=False: {len(missing)} of {len(outcomes)} runs not finished yet, left out: "

@@ -2,7 +2,7 @@
 
     python scripts/train_experiment.py 02 --preset cpu --data-root /work/shared/data/celeba \\
         --runs-root results/runs/02_involution_hyperparameters --jobs 8 [--seeds 0,1,2] [--threads 1] \\
-        [--dataset celeba] [--split all]
+        [--dataset celeba] [--split all] [--executor ray [--address HOST:PORT] [--gpus-per-run 0.25]]
 
 The run folders are exactly those the notebook finds (`study.run_path`; same configs), so rendering the notebook
 later with ``python -m gan_lib reproduce --no-train`` reuses them. ``--jobs`` runs train at a time
@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gan_lib.__main__ import add_executor_args  # noqa: E402
+from gan_lib.config import ConfigError  # noqa: E402
 from gan_lib.reproduce import select_notebooks  # noqa: E402
 from gan_lib.study import DEFAULT_SEEDS, experiment, repo_path, run_all  # noqa: E402
 
@@ -44,6 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None, help="default: the preset's (other runs than the notebook's)")
     ap.add_argument("--eval-every", type=int, default=None)
+    add_executor_args(ap)  # --executor local|ray, --address, --cpus-per-run, --gpus-per-run
     a = ap.parse_args(argv)
     (name,) = select_notebooks(a.notebook)
     seeds = tuple(int(s) for s in a.seeds.split(",")) if a.seeds else DEFAULT_SEEDS[a.preset]
@@ -63,8 +66,12 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         run_all(seed_major(exp.specs), exp.preset, runs_root=repo_path(a.runs_root), jobs=a.jobs,
-                threads=a.threads, progress=False, on_done=report, **exp.common)
+                threads=a.threads, progress=False, on_done=report, executor=a.executor, address=a.address,
+                cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run, **exp.common)
         code = 0
+    except ConfigError as e:  # e.g. --executor ray without Ray installed, or a cluster that cannot be reached
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"SIGINT after {time.time() - start:.0f} s: no new run started; the running runs saved a checkpoint",
               flush=True)
