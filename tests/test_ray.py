@@ -65,6 +65,12 @@ def status(path: Path) -> dict:
     return json.loads((path / "status.json").read_text())
 
 
+def ran_on(path: Path) -> tuple:
+    """(executor, node) as the run's status.json records them."""
+    st = status(path)
+    return st.get("executor"), st.get("node")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def ray_token(tmp_path_factory):
     """Token authentication with this module's own token (what the README asks of a cluster), for the head node
@@ -201,6 +207,8 @@ def test_cluster_runs_equal_the_local_executors_runs(ray_head, reference, tmp_pa
     assert sorted(o["name"] for o in reported) == sorted([DCGAN.name, IGAN.name])  # on_done in the driver
     for spec in (DCGAN, IGAN):
         assert_same_run(folder(tmp_path, spec), folder(reference, spec))
+        assert ran_on(folder(tmp_path, spec)) == ("ray", socket.gethostname())
+        assert ran_on(folder(reference, spec)) == ("local", socket.gethostname())
     print(f"2 runs on the Ray head node: {time.time() - t0:.1f} s")
 
 
@@ -247,6 +255,7 @@ def test_local_ray_instance_runs_equal_the_local_executors_runs(reference, tmp_p
     watcher.join(5)
     assert outcome["state"] == "completed"
     assert_same_run(folder(tmp_path, DCGAN), folder(reference, DCGAN))
+    assert ran_on(folder(tmp_path, DCGAN)) == ("ray", socket.gethostname())
     assert seen.get("nodes") == ["127.0.0.1"]
     assert not ray.is_initialized()  # the private instance was stopped
     print(f"1 run on a local Ray instance (start and stop included): {time.time() - t0:.1f} s")
@@ -318,3 +327,25 @@ def test_ctrl_c_cancels_queued_tasks_and_interrupts_the_running_one(ray_head, tm
     assert st["state"] == "interrupted" and st["checkpoint_step"] == st["step"] < long["steps"]
     assert len(rows(folder(tmp_path, started[0]), "metrics.csv")) == st["step"]
     assert (folder(tmp_path, started[0]) / "checkpoints" / "last.pt").exists()
+
+
+def test_reproduce_trains_every_run_as_a_ray_task(ray_head, tmp_path, monkeypatch):
+    """``python -m gan_lib reproduce --executor ray --address``: the notebook's runs are trained on the cluster
+    (each status.json says so) before its notebook is executed; the execution itself is test_notebooks' (here
+    it is recorded, not run, to keep this short)."""
+    from gan_lib import reproduce
+    from gan_lib.__main__ import main
+
+    executed = []
+    monkeypatch.setattr(reproduce, "execute_notebook",
+                        lambda name, params, out_dir, progress=True: executed.append(name) or dict(status="ok"))
+    code = main(["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--only", "01", "--steps", "2",
+                 "--eval-every", "2", "--threads", "1", "--runs-root", str(tmp_path / "runs"), "--results",
+                 str(tmp_path / "results"), "--no-progress", "--executor", "ray", "--address", ray_head["address"]])
+    assert code == 0 and executed == ["01_gan_comparison"]
+    folders = sorted((tmp_path / "runs" / "smoke" / "synthetic32").iterdir())
+    assert [f.name for f in folders] == sorted(s.name for s in SPECS)
+    assert {ran_on(f) for f in folders} == {("ray", socket.gethostname())}
+    st = json.loads((tmp_path / "results" / "smoke" / "reproduce_status.json").read_text())
+    assert st["executor"] == f"ray ({ray_head['address']})" and st["notebooks"]["01_gan_comparison"]["runs"] == {
+        "completed": 3}
