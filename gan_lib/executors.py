@@ -237,6 +237,8 @@ def connect_ray(address: str | None = None, *, num_cpus: float | None = None):
         os.environ.update(LOCAL_RAY_ENV)
         kwargs.update(address="local", object_store_memory=OBJECT_STORE_BYTES,
                       num_cpus=max(1, math.ceil(num_cpus or 1)))
+    elif address.startswith("ray://"):  # Ray Client: the cluster's settings, none of a local node's
+        kwargs = dict(address=address, log_to_driver=False)
     else:
         kwargs.pop("include_dashboard")  # the cluster's own setting
         kwargs["address"] = address
