@@ -37,9 +37,13 @@ def add_train(sub) -> None:
     p.add_argument("--dataset", help="celeba | mnist | folder | synthetic (default: celeba)")
     p.add_argument("--data-root", help="data folder (default: the dataset's usual places)")
     p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="config preset (default: cpu)")
-    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--out", required=True, help="run folder; with several --seeds it must contain {seed}, e.g. "
+                   "'runs/igan-s{seed}'")
+    p.add_argument("--config", help="a config.json (e.g. a run's) to start from instead of the preset")
     p.add_argument("--steps", type=int, help="generator steps (overrides the preset)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", help="comma-separated seeds trained as ONE stacked model, each into its own folder "
+                   "(--out with {seed}); see gan_lib.stacking")
     p.add_argument("--device", choices=CHOICES["device"])
     p.add_argument("--precision", choices=CHOICES["precision"])
     p.add_argument("--set", dest="overrides", action="append", nargs="+", default=[], metavar="KEY=VALUE",
@@ -51,30 +55,63 @@ def add_train(sub) -> None:
 
 
 def config_from_args(args):
+    """The TrainConfig the arguments ask for: ``--config FILE`` (the one config hand-off, e.g. from the study
+    runner) or ``--preset``, then the explicit options and ``--set`` pairs on top."""
+    from .config import TrainConfig
+
     overrides = parse_overrides([kv for group in args.overrides for kv in group])
     for key in ("model", "dataset", "data_root", "steps", "seed", "device", "precision"):
-        if getattr(args, key) is not None:
+        if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
+    if getattr(args, "config", None):
+        try:
+            base = TrainConfig.load(args.config).to_dict()
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read --config {args.config}: {e}") from None
+        return TrainConfig.from_dict({**base, **overrides})
     return make_config(args.preset, **overrides)
+
+
+def seed_runs(args, cfg) -> tuple[list, list[str]]:
+    """(configs, run folders) for ``--seeds a,b,c`` (``--out`` must contain ``{seed}``), else for ``cfg`` alone."""
+    if not args.seeds:
+        return [cfg], [args.out.replace("{seed}", str(cfg.seed))]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {args.seeds!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must list distinct seeds, e.g. 0,1,2; got {args.seeds!r}")
+    if len(seeds) > 1 and "{seed}" not in args.out:
+        raise ConfigError(f"with several --seeds, --out must contain {{seed}} (one folder per seed), e.g. "
+                          f"'{args.out.rstrip('/')}-s{{seed}}'")
+    from .config import TrainConfig
+
+    cfgs = [TrainConfig.from_dict({**cfg.to_dict(), "seed": s}) for s in seeds]
+    return cfgs, [args.out.replace("{seed}", str(s)) for s in seeds]
 
 
 def cmd_train(args) -> int:
     from .run_dir import RunDir
-    from .train import train
+    from .train import train_seeds
 
-    cfg = config_from_args(args)
-    run = RunDir(args.out).check_path()
-    verb = describe_start(run, cfg, args.restart)
-    print(f"{verb} {cfg.model} ({args.preset} preset: {cfg.image_size}px, width {cfg.width}, batch "
-          f"{cfg.batch_size}, {cfg.steps} steps, {cfg.precision}) on {cfg.dataset} -> {run.path}", flush=True)
+    cfgs, outs = seed_runs(args, config_from_args(args))
+    runs = [RunDir(out).check_path() for out in outs]
+    source = f"config {args.config}" if args.config else f"{args.preset} preset"
+    for cfg, run in zip(cfgs, runs):
+        verb = describe_start(run, cfg, args.restart)
+        print(f"{verb} {cfg.model} seed {cfg.seed} ({source}: {cfg.image_size}px, width {cfg.width}, batch "
+              f"{cfg.batch_size}, {cfg.steps} steps, {cfg.precision}) on {cfg.dataset} -> {run.path}", flush=True)
+    if len(runs) > 1:
+        print(f"{len(runs)} seeds stacked into one model", flush=True)
     t0 = time.time()
     try:
-        status = train(cfg, run.path, progress=not args.no_progress, restart=args.restart)
+        statuses = train_seeds(cfgs, [r.path for r in runs], progress=not args.no_progress, restart=args.restart)
     except KeyboardInterrupt:
-        print(summary(run.path, time.time() - t0))
+        print("\n\n".join(summary(r.path, time.time() - t0) for r in runs))
         return EXIT_INTERRUPTED
-    print(summary(run.path, time.time() - t0))
-    return 0 if status["state"] in ("completed", "diverged") else 1
+    print("\n\n".join(summary(r.path, time.time() - t0) for r in runs))
+    return 0 if all(st["state"] in ("completed", "diverged") for st in statuses) else 1
 
 
 def describe_start(run, cfg, restart: bool = False) -> str:
@@ -236,7 +273,10 @@ def add_reproduce(sub) -> None:
 
 
 def add_executor_args(p) -> None:
-    """--executor, --address, --cpus-per-run, --gpus-per-run (reproduce and scripts/train_experiment.py)."""
+    """--stack, --executor, --address, --cpus-per-run, --gpus-per-run (reproduce and scripts/train_experiment.py)."""
+    p.add_argument("--stack", choices=("auto", "on", "off"), default="auto",
+                   help="train each configuration's seeds as one stacked model (auto, the default: on a GPU only, "
+                        "where it is faster; see gan_lib.study.stack_default)")
     p.add_argument("--executor", default="local", choices=("local", "ray"),
                    help="where runs train: local subprocesses (default) or Ray tasks (pip install -e '.[ray]')")
     p.add_argument("--address", help="with --executor ray: the Ray cluster to join (HOST:PORT, auto, "
@@ -256,6 +296,9 @@ def cmd_reproduce(args) -> int:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError:
             raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
+    import os
+
+    os.environ["GAN_LIB_STACK"] = args.stack  # read by study.stack_default in the notebooks' kernels
     status = reproduce(args.preset, only=args.only, dataset=args.dataset, data_root=args.data_root,
                        mnist_root=args.mnist_root, jobs=args.jobs, threads=args.threads, runs_root=args.runs_root,
                        results=args.results, steps=args.steps, eval_every=args.eval_every, seeds=seeds,

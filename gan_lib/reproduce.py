@@ -212,7 +212,6 @@ def notebook_runs_root(runs_root: Path, name: str, preset: str) -> Path:
     return own if apart or (own / preset).is_dir() else Path(runs_root)
 
 
-
 def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, data_root: str | None = None,
               mnist_root: str | None = None, jobs: int = 1, threads: int | None = None,
               runs_root: str | Path = "runs", results: str | Path = "results", steps: int | None = None,

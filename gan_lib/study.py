@@ -168,14 +168,6 @@ def run_path(runs_root: str | Path, preset: str, dataset: str, image_size: int, 
     return root / preset / f"{dataset}{image_size}" / spec.name
 
 
-def _set_value(v) -> str:
-    if v is None:
-        return "none"
-    if isinstance(v, (tuple, list)):
-        return ",".join(map(str, v))
-    return str(v)
-
-
 def read_status(path: Path) -> dict:
     try:
         return json.loads((Path(path) / "status.json").read_text())
@@ -183,51 +175,115 @@ def read_status(path: Path) -> dict:
         return {}
 
 
-def run_one(spec: RunSpec, preset: str, path: Path, *, threads: int | None = None, train: bool = True,
-            **common) -> dict:
-    """Train one run in a subprocess (or reuse it when already completed/diverged); returns its outcome.
-    With ``train=False`` a run that is not finished is not started: its state is ``"not_trained"``."""
-    cfg = spec.config(preset, **common)
-    outcome = dict(label=spec.label, seed=spec.seed, name=spec.name, path=str(path))
-    status = read_status(path)
-    if status.get("state") in ("completed", "diverged") and status.get("steps") == cfg.steps:
-        from .train import config_differences
+def stack_default(device: str = "auto") -> bool:
+    """Whether a configuration's seeds train stacked (`gan_lib.stacking`) by default on ``device`` (the environment
+    variable ``GAN_LIB_STACK=on|off`` overrides it, as ``reproduce --stack`` does): yes on a CUDA
+    GPU, whose small-batch GAN step is bound by kernel launches (one stacked launch replaces S); no on a CPU, where
+    no stacked convolution beats S separate ones (``benchmarks/stacked_conv.py``: 0.4-1.0x per layer, 2-core
+    AMD EPYC, fp32 and bf16) and a cpu-shape step of 4 stacked seeds ran at 0.88-0.95x the run-steps/s of one
+    (``benchmarks/train_step.py --seeds 4 --image-size 32 --width 32``)."""
+    from .train import resolve_device
 
-        saved = json.loads((path / "config.json").read_text())
-        if not config_differences(saved, cfg, ignore=("data_root",)):
-            return {**outcome, "state": status["state"], "step": status.get("step"), "reason": status.get("reason"),
-                    "reused": True, "wall_sec": 0.0}
-    if not train:
-        return {**outcome, "state": "not_trained", "step": status.get("step"), "reused": False, "wall_sec": 0.0,
-                "reason": f"not finished ({status.get('state', 'no run folder')}); train=False"}
-    path.mkdir(parents=True, exist_ok=True)
-    sets = [f"{k}={_set_value(v)}" for k, v in cfg.to_dict().items()]  # the whole config, explicitly
-    cmd = [sys.executable, "-m", "gan_lib", "train", "--preset", preset, "--out", str(path), "--no-progress",
-           "--set", *sets]
+    choice = os.environ.get("GAN_LIB_STACK", "auto")  # what `reproduce --stack` sets for its notebooks
+    if choice not in ("auto", "on", "off"):
+        raise ConfigError(f"GAN_LIB_STACK={choice!r}: choose auto, on or off")
+    return resolve_device(device).type == "cuda" if choice == "auto" else choice == "on"
+
+
+def run_one(spec: RunSpec, preset: str, path: Path, **kw) -> dict:
+    """`run_group` of one run."""
+    return run_group([spec], preset, [path], **kw)[0]
+
+
+def run_group(specs: list[RunSpec], preset: str, paths: list[Path], *, threads: int | None = None,
+              train: bool = True, data_fingerprint: dict | None = None, **common) -> list[dict]:
+    """Train the seeds of one configuration (``specs`` share their label) in ONE subprocess, stacked
+    (``python -m gan_lib train --config FILE --seeds a,b --out '<dir>/<label>-s{seed}'``), reusing the seeds that
+    are already completed/diverged with this config; returns one outcome per spec. The config travels as a file
+    (``request.json`` in the first trained seed's folder), not as ``--set`` pairs. A folder another process is
+    training is left alone (state ``"busy"``). ``train=False``: unfinished runs are ``"not_trained"``.
+    ``data_fingerprint``: the data the runs should train on (`gan_lib.data.data_fingerprint`); a finished run
+    whose data.json names other data is not reused (state ``"failed"``, `DataMismatch`'s message)."""
+    from .data.fingerprint import DataMismatch, check_same_data
+    from .run_dir import RunDir
+    from .train import config_differences
+
+    outcomes: list[dict | None] = [None] * len(specs)
+    todo = []
+    for i, (spec, path) in enumerate(zip(specs, paths)):
+        cfg = spec.config(preset, **common)
+        outcome = dict(label=spec.label, seed=spec.seed, name=spec.name, path=str(path))
+        status = read_status(path)
+        if status.get("state") in ("completed", "diverged") and status.get("steps") == cfg.steps:
+            saved = json.loads((path / "config.json").read_text())
+            if not config_differences(saved, cfg, ignore=("data_root",)):
+                try:
+                    if data_fingerprint is not None:
+                        check_same_data(RunDir(path).read_data_fingerprint(), data_fingerprint)
+                except DataMismatch as e:
+                    outcomes[i] = {**outcome, "state": "failed", "step": status.get("step"), "reason": str(e),
+                                   "reused": False, "wall_sec": 0.0}
+                    continue
+                outcomes[i] = {**outcome, "state": status["state"], "step": status.get("step"),
+                               "reason": status.get("reason"), "reused": True, "wall_sec": 0.0}
+                continue
+        if not train:
+            outcomes[i] = {**outcome, "state": "not_trained", "step": status.get("step"), "reused": False,
+                           "wall_sec": 0.0, "reason": f"not finished ({status.get('state', 'no run folder')}); train=False"}
+            continue
+        try:
+            holder = RunDir(path).lock_holder() if path.exists() else None
+        except OSError:
+            holder = None
+        if holder is not None:
+            outcomes[i] = {**outcome, "state": "busy", "step": status.get("step"), "reused": False, "wall_sec": 0.0,
+                           "reason": f"being trained by pid {holder.get('pid')} on {holder.get('host')}; left alone"}
+            continue
+        todo.append(i)
+    if not todo:
+        return outcomes
+    first = paths[todo[0]]
+    first.mkdir(parents=True, exist_ok=True)
+    request = first / "request.json"
+    specs[todo[0]].config(preset, **common).save(request)  # the one hand-off: the whole config, as a file
+    seeds = ",".join(str(specs[i].seed) for i in todo)
+    out = str(first.parent / f"{specs[todo[0]].label}-s{{seed}}") if len(todo) > 1 else str(first)
+    cmd = [sys.executable, "-m", "gan_lib", "train", "--config", str(request), "--seeds", seeds, "--out", out,
+           "--no-progress"]
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     t0 = time.time()
-    with open(path / "train.log", "a") as log:
+    for i in todo[1:]:  # one log for the stack, in the first seed's folder
+        paths[i].mkdir(parents=True, exist_ok=True)
+        with open(paths[i] / "train.log", "a") as log:
+            log.write(f"trained stacked with seeds {seeds}: see {first / 'train.log'}\n")
+    with open(first / "train.log", "a") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    status = read_status(path)
-    state = status.get("state", "failed")
-    reason = status.get("reason")
-    if proc.returncode not in (0,) and state in ("running", "completed"):
-        state = "failed"
-    if state == "failed" and not reason:
-        reason = f"exit code {proc.returncode}; see {path / 'train.log'}"
-    return {**outcome, "state": state, "step": status.get("step"), "reason": reason, "reused": False,
-            "wall_sec": round(time.time() - t0, 1)}
+    wall = round(time.time() - t0, 1)
+    for i in todo:
+        status = read_status(paths[i])
+        state, reason = status.get("state", "failed"), status.get("reason")
+        if proc.returncode != 0 and state in ("running", "completed"):
+            state = "failed"
+        if state == "failed" and not reason:
+            reason = f"exit code {proc.returncode}; see {first / 'train.log'}"
+        outcomes[i] = dict(label=specs[i].label, seed=specs[i].seed, name=specs[i].name, path=str(paths[i]),
+                           state=state, step=status.get("step"), reason=reason, reused=False, wall_sec=wall,
+                           stacked=len(todo))
+    return outcomes
 
 
 def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_root: str | None = None,
             runs_root: str | Path = "runs", jobs: int = 1, threads: int | None = None, progress: bool = True,
             train: bool = True, on_done=None, executor: str = "local", address: str | None = None,
-            cpus_per_run: float = 1, gpus_per_run: float = 0, **overrides) -> list[dict]:
+            cpus_per_run: float = 1, gpus_per_run: float = 0, stack=None, **overrides) -> list[dict]:
     """Train every spec not yet done; returns one outcome dict per spec (state, step, reason, path, reused).
+
+    ``stack``: train each configuration's seeds as one stacked model (`run_group`), one job per configuration;
+    None / ``"auto"``: `stack_default` (on a GPU); False: one job per run.
     ``on_done(outcome)`` is called as each run ends (from a worker thread, or the driver with Ray).
 
     ``executor``: ``"local"`` (a pool of ``jobs`` threads, each waiting on its run's subprocess) or ``"ray"``
@@ -255,32 +311,47 @@ def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_
         data_root = None if data_root is None else str(Path(data_root).expanduser().absolute())
     common = dict(dataset=dataset, data_root=data_root, **overrides)
     cfg0 = make_config(preset, **common)  # validate once, before anything starts
-    if jobs > 1 and train:  # decode the dataset once (into the gan_lib cache) before parallel runs read it
+    fingerprint = None
+    if train:  # decode the dataset once (into the gan_lib cache) before the runs read it; its fingerprint
+        from .data.fingerprint import data_fingerprint  # keeps runs trained on other data from being reused
         from .train import load_data
-        load_data(cfg0, progress=progress)
+        fingerprint = data_fingerprint(load_data(cfg0, progress=progress))
     paths = [run_path(runs_root, preset, dataset, cfg0.image_size, s) for s in specs]
     bar = tqdm(total=len(specs), desc=f"runs ({preset}, {dataset})", unit="run", disable=not progress)
     outcomes: list[dict | None] = [None] * len(specs)
 
-    def failed(i, e):
-        return dict(label=specs[i].label, seed=specs[i].seed, name=specs[i].name, path=str(paths[i]),
-                    state="failed", step=None, reason=f"{type(e).__name__}: {e}", reused=False, wall_sec=0.0)
+    if stack is None or stack == "auto":  # Ray tasks given GPUs train on GPUs, whatever the driver has
+        stack = stack_default(cfg0.device) or (executor == "ray" and gpus_per_run > 0
+                                               and os.environ.get("GAN_LIB_STACK", "auto") == "auto")
+    groups: dict = {}  # a job: one run, or with stacking the seeds of one configuration
+    for i, spec in enumerate(specs):
+        groups.setdefault(spec.label if stack else i, []).append(i)
+    jobs_list = list(groups.values())
 
-    def work(i):  # runs where the executor puts the job (a thread here, or a Ray worker): no driver state
+    def failed(g, e):
+        return [dict(label=specs[i].label, seed=specs[i].seed, name=specs[i].name, path=str(paths[i]),
+                     state="failed", step=None, reason=f"{type(e).__name__}: {e}", reused=False, wall_sec=0.0)
+                for i in g]
+
+    def work(g):  # runs where the executor puts the job (a thread here, or a Ray worker): no driver state
         try:
-            return run_one(specs[i], preset, paths[i], threads=threads, train=train, **common)
+            kw = dict(threads=threads, train=train, data_fingerprint=fingerprint, **common)
+            if len(g) == 1:  # (one spec: also what tests replace)
+                return [run_one(specs[g[0]], preset, paths[g[0]], **kw)]
+            return run_group([specs[i] for i in g], preset, [paths[i] for i in g], **kw)
         except (ConfigError, OSError, ValueError) as e:
-            return failed(i, e)
+            return failed(g, e)
 
-    def done(i, out):  # in this process, as each run ends
-        outcomes[i] = out
-        if on_done is not None:
-            on_done(out)
-        bar.set_postfix_str(f"{out['name']}: {out['state']}" + (" (reused)" if out["reused"] else ""))
-        bar.update(1)
+    def done(g, outs):  # in this process, as each job ends
+        for i, out in zip(g, outs):
+            outcomes[i] = out
+            if on_done is not None:
+                on_done(out)
+            bar.set_postfix_str(f"{out['name']}: {out['state']}" + (" (reused)" if out["reused"] else ""))
+            bar.update(1)
 
     try:
-        map_jobs(work, range(len(specs)), executor=executor, jobs=jobs, address=address, num_cpus=cpus_per_run,
+        map_jobs(work, jobs_list, executor=executor, jobs=jobs, address=address, num_cpus=cpus_per_run,
                  num_gpus=gpus_per_run, on_done=done, on_error=failed)
     finally:
         bar.close()
@@ -329,8 +400,9 @@ class Experiment:
 
     def run(self, runs_root: str | Path = "runs", jobs: int = 1, threads: int | None = None,
             progress: bool = True, train: bool = True, executor: str = "local", address: str | None = None,
-            cpus_per_run: float = 1, gpus_per_run: float = 0) -> list[dict]:
+            cpus_per_run: float = 1, gpus_per_run: float = 0, stack=None) -> list[dict]:
         """`run_all` over the specs: trains what is missing, reuses what is done; one outcome per spec.
+        ``stack``: seeds of a configuration as one stacked model (None: `stack_default`).
         A relative ``runs_root`` is relative to the repository root (`repo_path`); ``threads`` None with
         ``jobs > 1``: `threads_for(jobs)` (with Ray: ``cpus_per_run``, Ray's OMP_NUM_THREADS). ``executor``,
         ``address``, ``cpus_per_run``, ``gpus_per_run``: see `run_all`. ``train=False``: only the finished runs
@@ -339,7 +411,7 @@ class Experiment:
             threads = threads or threads_for(jobs)
         outcomes = run_all(self.specs, self.preset, runs_root=repo_path(runs_root), jobs=jobs, threads=threads,
                            progress=progress, train=train, executor=executor, address=address,
-                           cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, **self.common)
+                           cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, stack=stack, **self.common)
         missing = [o["name"] for o in outcomes if o["state"] == "not_trained"]
         if missing:
             print(f"train=False: {len(missing)} of {len(outcomes)} runs not finished yet, left out: "

@@ -2,14 +2,17 @@
 
     python scripts/train_experiment.py 02 --preset cpu --data-root /work/shared/data/celeba \\
         --runs-root results/runs/02_involution_hyperparameters --jobs 8 [--seeds 0,1,2] [--threads 1] \\
-        [--dataset celeba] [--split all] [--executor ray [--address HOST:PORT] [--gpus-per-run 0.25]]
+        [--dataset celeba] [--split all] [--executor ray [--address HOST:PORT] [--gpus-per-run 0.25]] \\
+        [--stack auto|on|off]
 
 The run folders are exactly those the notebook finds (`study.run_path`; same configs), so rendering the notebook
 later with ``python -m gan_lib reproduce --no-train`` reuses them. ``--jobs`` runs train at a time
 (`study.run_all`), started seed-major (every configuration of seed 0, then seed 1, ...), so a stop at a deadline
 leaves the lowest seeds finished. SIGINT (Ctrl-C, or ``kill -INT -- -PGID`` to the process group) stops the
 running runs, which save a checkpoint and mark themselves interrupted (they resume on the next call), and no
-new run starts after it (exit code 130). One JSON line per run on stdout as it ends.
+new run starts after it (exit code 130). One JSON line per run on stdout as it ends. ``--stack on`` trains each
+configuration's seeds as one stacked model (one job per configuration; ``auto``, the default: on a GPU only,
+`study.stack_default`).
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None, help="default: the preset's (other runs than the notebook's)")
     ap.add_argument("--eval-every", type=int, default=None)
-    add_executor_args(ap)  # --executor local|ray, --address, --cpus-per-run, --gpus-per-run
+    add_executor_args(ap)  # --stack auto|on|off, --executor local|ray, --address, --cpus-per-run, --gpus-per-run
     a = ap.parse_args(argv)
     (name,) = select_notebooks(a.notebook)
     seeds = tuple(int(s) for s in a.seeds.split(",")) if a.seeds else DEFAULT_SEEDS[a.preset]
@@ -67,7 +70,8 @@ def main(argv=None) -> int:
     try:
         run_all(seed_major(exp.specs), exp.preset, runs_root=repo_path(a.runs_root), jobs=a.jobs,
                 threads=a.threads, progress=False, on_done=report, executor=a.executor, address=a.address,
-                cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run, **exp.common)
+                cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run,
+                stack=None if a.stack == "auto" else a.stack == "on", **exp.common)
         code = 0
     except ConfigError as e:  # e.g. --executor ray without Ray installed, or a cluster that cannot be reached
         print(f"error: {e}", file=sys.stderr)

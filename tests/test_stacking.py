@@ -1,5 +1,6 @@
 """Seed stacking: S seeds trained as one model ARE the S single-seed runs (fp64 on the CPU), per block and option."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -191,3 +192,65 @@ def test_fp64_runs_in_double(tmp_path):
     ck = RunDir(tmp_path).load_checkpoint("last")
     assert all(v.dtype == torch.float64 for v in ck["generator"].values() if v.is_floating_point())
     assert math.isfinite(float(RunDir(tmp_path).read_metrics()[-1]["loss_d"]))
+
+
+def test_cli_seeds_need_a_seed_placeholder_and_train_each_folder(tmp_path, capsys):
+    from gan_lib.__main__ import main
+
+    base = ["train", "--preset", "smoke", "--dataset", "synthetic", "--steps", "2", "--no-progress", "--set",
+            "width=8", "batch_size=8", "eval_every=100", "sample_every=100"]
+    assert main(base + ["--out", str(tmp_path / "igan"), "--seeds", "0,1"]) == 2
+    assert "{seed}" in capsys.readouterr().err and not (tmp_path / "igan").exists()
+    assert main(base + ["--out", str(tmp_path / "igan-s{seed}"), "--seeds", "0,x"]) == 2
+    assert main(base + ["--out", str(tmp_path / "igan-s{seed}"), "--seeds", "3,5"]) == 0
+    for s in (3, 5):
+        st = RunDir(tmp_path / f"igan-s{s}").read_status()
+        assert st["state"] == "completed" and st["stacked_seeds"] == [3, 5]
+        assert RunDir(tmp_path / f"igan-s{s}").load_config()["seed"] == s
+    # a config file is the hand-off: the same run again is complete, nothing to train
+    cfg_file = tmp_path / "igan-s3" / "config.json"
+    assert main(["train", "--config", str(cfg_file), "--out", str(tmp_path / "igan-s3"), "--no-progress"]) == 0
+    assert "already completed" in capsys.readouterr().out
+
+
+def test_the_runner_trains_a_configurations_seeds_as_one_stack(tmp_path):
+    from gan_lib import study
+
+    specs = study.gan_comparison((0, 1))[:2]  # dcgan seeds 0 and 1
+    assert {s.label for s in specs} == {"dcgan"}
+    common = dict(dataset="synthetic", runs_root=tmp_path, progress=False, steps=3, eval_every=3, width=8,
+                  batch_size=8)
+    outs = study.run_all(specs, "smoke", stack=True, **common)
+    assert [o["state"] for o in outs] == ["completed"] * 2 and all(o["stacked"] == 2 for o in outs)
+    for o in outs:
+        assert RunDir(o["path"]).read_status()["stacked_seeds"] == [0, 1]
+    log = (Path(outs[0]["path"]) / "train.log").read_text()
+    assert "--config" in log and "--seeds 0,1" in log and "--set" not in log  # one config file, no --set pairs
+    again = study.run_all(specs, "smoke", stack=True, **common)
+    assert all(o["reused"] for o in again)
+
+
+def test_stacking_is_the_default_on_a_gpu_only(monkeypatch):
+    from gan_lib import study
+
+    assert study.stack_default("cpu") is False
+    monkeypatch.setenv("GAN_LIB_STACK", "on")
+    assert study.stack_default("cpu") is True
+    monkeypatch.setenv("GAN_LIB_STACK", "maybe")
+    with pytest.raises(ConfigError, match="GAN_LIB_STACK"):
+        study.stack_default("cpu")
+
+
+def test_the_runner_does_not_reuse_a_run_trained_on_other_data(tmp_path):
+    from gan_lib import study
+
+    (spec,) = study.gan_comparison((0,))[:1]
+    common = dict(runs_root=tmp_path, progress=False, steps=2, eval_every=2, width=8, batch_size=8)
+    (first,) = study.run_all([spec], "smoke", dataset="synthetic", **common)
+    assert first["state"] == "completed"
+    (again,) = study.run_all([spec], "smoke", dataset="synthetic", **common)
+    assert again["reused"]
+    data = RunDir(first["path"]).read_data_fingerprint()
+    RunDir(first["path"]).save_data_fingerprint({**data, "pixels": "0" * 64})  # as if trained on other images
+    (other,) = study.run_all([spec], "smoke", dataset="synthetic", **common)
+    assert other["state"] == "failed" and not other["reused"] and "differs" in other["reason"]
