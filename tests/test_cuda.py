@@ -4,7 +4,8 @@ CI has no GPU, so these skip there; ``scripts/gpu_check.sh`` runs them on a lent
 What they pin down: the involution's CUDA path (PyTorch ops; the C++ loops are CPU-only) equals the unfold
 reference and has exact second derivatives; a training step of each GAN runs in fp32 and in bf16 autocast
 (the gradient penalty's double backward included, which SDPA's fused CUDA kernels could not do); a CLI run
-on CUDA writes a completed run folder that records the precision it used.
+on CUDA writes a completed run folder that records the precision it used; seeds stacked as one model take the
+same steps as each seed alone (fp64 and fp32), for the configurations notebook 05 trains stacked on a GPU.
 
 ``GAN_LIB_TEST_DEVICE=cpu`` runs the same tests on the CPU (a check of the tests themselves, without a GPU).
 """
@@ -46,21 +47,66 @@ def test_involution_on_cuda_second_derivatives():
 @pytest.mark.parametrize("model", ["dcgan", "sagan", "igan"])
 def test_training_steps_on_cuda(model, precision):
     from gan_lib.config import make_config
-    from gan_lib.train import autocast, build_training, resolve_precision, train_step
+    from gan_lib.train import TrainState, autocast, resolve_precision, train_step
 
     cfg = make_config("smoke", model=model, precision=precision, device=CUDA.type, image_size=32, width=16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bf16 on a CPU without AMX warns (GAN_LIB_TEST_DEVICE=cpu)
         assert resolve_precision(precision, CUDA) == precision
-    G, D, opt_g, opt_d, fmt = build_training(cfg, 3, CUDA)
-    before = [p.detach().clone() for p in G.parameters()]
-    x = (torch.rand(cfg.batch_size, 3, 32, 32, device=CUDA) * 2 - 1).contiguous(memory_format=fmt)
-    noise = torch.Generator(CUDA).manual_seed(0)
+    state = TrainState([cfg], 3, CUDA, cfg.batch_size)  # one seed: the plain networks
+    before = [p.detach().clone() for p in state.G.parameters()]
+    x = (torch.rand(cfg.batch_size, 3, 32, 32, device=CUDA) * 2 - 1).contiguous(memory_format=state.fmt)
     for _ in range(3):
-        stats = train_step(G, D, opt_g, opt_d, lambda: x, noise, cfg, autocast(CUDA, precision))
-    assert stats.device.type == CUDA.type and torch.isfinite(stats).all()
-    assert stats[2] > 0  # the gradient penalty was computed
-    assert any(not torch.equal(a, p) for a, p in zip(before, G.parameters()))
+        stats = train_step(state.G_fwd, state.D, state.opt_g, state.opt_d, lambda: x, state.noise(), cfg,
+                           autocast(CUDA, precision))
+    assert stats.device.type == CUDA.type and stats.shape == (1, 4) and torch.isfinite(stats).all()
+    assert stats[0, 2] > 0  # the gradient penalty was computed
+    assert any(not torch.equal(a, p) for a, p in zip(before, state.G.parameters()))
+
+
+# The 05 study's configurations (notebook 05_long_training, trained stacked on a GPU): case 1, two involutions with
+# clipping, K=7 with batch norm on the kernel.
+STACK_OPTIONS = {"igan": {}, "two-involutions-clip": dict(num_blocks=2, kernel_clip=1.0),
+                 "k7-kernel-batch-norm": dict(kernel_size=7, kernel_norm="batch")}
+
+
+@pytest.mark.parametrize("name", list(STACK_OPTIONS))
+@pytest.mark.parametrize("precision, rtol, atol", [pytest.param("fp64", 1e-6, 1e-9, id="fp64"),
+                                                    pytest.param("fp32", 1e-3, 1e-4, id="fp32")])
+def test_stacked_steps_equal_the_single_seed_steps_on_cuda(name, precision, rtol, atol):
+    """Three seeds as ONE stacked model (grouped convolutions, per-copy norms) take the same 5 training steps as
+    each seed alone (the plain networks): per step and seed, loss_d, loss_g, gp and emd. fp32 with TF32 off (the
+    two sides run different kernels, so TF32's 10-bit products would differ by ~1e-3 per op)."""
+    from gan_lib.config import make_config
+    from gan_lib.train import TrainState, autocast, train_step
+
+    cfgs = [make_config("smoke", model="igan", precision=precision, device=CUDA.type, image_size=32, width=8,
+                        batch_size=8, z_dim=16, seed=seed, **STACK_OPTIONS[name]) for seed in (0, 1, 2)]
+    images = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+
+    class Images:  # the ImageDataset.batch interface
+        @staticmethod
+        def batch(idx):
+            return images[idx].float() / 127.5 - 1
+
+    def steps(cs, n=5):
+        state = TrainState(cs, 3, CUDA, len(images))
+        amp = autocast(CUDA, precision)
+        return torch.stack([train_step(state.G_fwd, state.D, state.opt_g, state.opt_d,
+                                       lambda: state.next_batch(Images), state.noise(), cs[0], amp)
+                            for _ in range(n)]).cpu()  # (steps, seeds, 4)
+
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        stacked = steps(cfgs)
+        singles = torch.stack([steps([cfg])[:, 0] for cfg in cfgs], dim=1)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    assert stacked.shape == singles.shape == (5, 3, 4) and torch.isfinite(stacked).all()
+    assert (stacked[:, :, 2] > 0).all()  # the gradient penalty was computed
+    assert not torch.allclose(stacked[:, 0], stacked[:, 1])  # the seeds are different runs
+    torch.testing.assert_close(stacked, singles, rtol=rtol, atol=atol)
 
 
 def test_cli_train_on_cuda_writes_a_completed_run(tmp_path):
