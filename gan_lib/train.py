@@ -471,8 +471,11 @@ def _now() -> str:
 
 def _where() -> dict:
     """Who runs the training: the executor (``GAN_LIB_EXECUTOR``, set by the Ray runner) and the node."""
-    return {"executor": os.environ.get("GAN_LIB_EXECUTOR", "local"),
-            "node": os.environ.get("GAN_LIB_NODE") or socket.gethostname()}
+    where = {"executor": os.environ.get("GAN_LIB_EXECUTOR", "local"),
+             "node": os.environ.get("GAN_LIB_NODE") or socket.gethostname()}
+    if os.environ.get("GAN_LIB_RAY_NODE_ID"):
+        where["ray_node_id"] = os.environ["GAN_LIB_RAY_NODE_ID"]
+    return where
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, dataset=None, progress: bool = False, callback=None,

@@ -473,7 +473,8 @@ def readme_claims_table(claims: pd.DataFrame) -> str:
 
 # Each notebook's per-configuration table (`aggregate`), as it saves it.
 AGGREGATE_TABLES = {"01_gan_comparison": "table_comparison", "02_involution_hyperparameters": "table_cases",
-                    "03_stability": "table_stability", "04_mnist": "table_mnist"}
+                    "03_stability": "table_stability", "04_mnist": "table_mnist",
+                    "05_long_training": "table_long_training"}
 
 
 def _headline(table: pd.DataFrame) -> str | None:
