@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="${1:-results/runs}"
 PY="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
-"$PY" - "$ROOT" <<'PY' | while IFS= read -r dir; do git add -f -- "$dir"/config.json "$dir"/metrics.csv "$dir"/status.json $(cd "$dir" && ls -d evals.csv train.log samples 2>/dev/null | sed "s|^|$dir/|"); echo "recorded $dir"; done
+"$PY" - "$ROOT" <<'PY' | while IFS= read -r dir; do git add -f -- "$dir"/config.json "$dir"/metrics.csv "$dir"/status.json $(cd "$dir" && ls -d data.json evals.csv train.log samples 2>/dev/null | sed "s|^|$dir/|"); echo "recorded $dir"; done
 import json, sys
 from pathlib import Path
 for status in sorted(Path(sys.argv[1]).glob("*/*/*/status.json")):
