@@ -159,7 +159,7 @@ def main(argv=None) -> float:
               f"{args.rounds} rounds alternating with the authors': median {sec_ours:.4f} s, min {min(ours):.4f} s, "
               f"max {max(ours):.4f} s")
         print(f"ours_sec_per_step={sec_ours:.6f}")
-        print(f"speedup_vs_authors={sec / sec_ours:.3f} (authors' s/step / ours, same process and shape; "
+        print(f"speedup_vs_authors={sec / sec_ours:.4g} (authors' s/step / ours, same process and shape; "
               f"target >= {SPEEDUP_TARGET:g})")
     print(f"sec_per_step={sec:.6f}")
     return sec

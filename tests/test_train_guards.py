@@ -99,7 +99,8 @@ def test_two_real_writers_the_second_is_refused_and_sigterm_checkpoints(tmp_path
         _wait_for_rows(out, 3, first)
         second = _train_cli(out)
         text, _ = second.communicate(timeout=120)
-        assert second.returncode == 75 and f"pid {first.pid}" in text and "Traceback" not in text
+        why = f"second writer: exit {second.returncode}, output {text[-1500:]!r}; first alive: {first.poll() is None}"
+        assert second.returncode == 75 and f"pid {first.pid}" in text and "Traceback" not in text, why
         first.send_signal(signal.SIGTERM)  # what schedulers, Ray and kill send
         text, _ = first.communicate(timeout=120)
     finally:
