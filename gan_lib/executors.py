@@ -298,7 +298,19 @@ def _map_ray(fn, items, *, jobs, address, num_cpus, num_gpus, max_retries, on_do
         return results
     finally:
         if connected_here:  # the local instance stops; a cluster stays up, this driver leaves it
-            ray.shutdown()
+            shutdown_ray(ray)
+
+
+def shutdown_ray(ray) -> None:
+    """``ray.shutdown()``, then SIGCHLD back to its default: Ray's driver leaves it ignored at the C level, and a
+    process that ignores SIGCHLD cannot read its children's exit codes (``subprocess`` then reports 0 for every
+    child: a later `python -m gan_lib train` that failed would look successful)."""
+    import signal
+    import threading
+
+    ray.shutdown()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def _check_resources(ray, num_cpus, num_gpus, *, local: bool) -> None:

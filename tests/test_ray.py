@@ -126,7 +126,7 @@ def ray_head():
         try:
             nodes = ray.nodes()
         finally:
-            ray.shutdown()
+            executors.shutdown_ray(ray)
         pids |= {p.pid for p in psutil.Process(head.pid).children(recursive=True)}
         yield dict(address=address, pid=head.pid, pids=pids, nodes=nodes, temp_dir=tmp)
     finally:
@@ -349,3 +349,12 @@ def test_reproduce_trains_every_run_as_a_ray_task(ray_head, tmp_path, monkeypatc
     st = json.loads((tmp_path / "results" / "smoke" / "reproduce_status.json").read_text())
     assert st["executor"] == f"ray ({ray_head['address']})" and st["notebooks"]["01_gan_comparison"]["runs"] == {
         "completed": 3}
+
+
+def test_child_exit_codes_survive_a_ray_driver():
+    """After the Ray runs above (in this process), a child's exit code still reads as it is (Ray's driver leaves
+    SIGCHLD ignored; `executors.shutdown_ray` restores it: without that, subprocess reports 0 for every child)."""
+    import subprocess
+    import sys
+
+    assert subprocess.run([sys.executable, "-c", "import sys; sys.exit(75)"]).returncode == 75
