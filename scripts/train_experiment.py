@@ -3,12 +3,13 @@
     python scripts/train_experiment.py 02 --preset cpu --data-root /work/shared/data/celeba \\
         --runs-root results/runs/02_involution_hyperparameters --jobs 8 [--seeds 0,1,2] [--threads 1] \\
         [--dataset celeba] [--split all] [--executor ray [--address HOST:PORT] [--gpus-per-run 0.25]] \\
-        [--stack auto|on|off]
+        [--stack auto|on|off] [--configs LABEL,LABEL]
 
 The run folders are exactly those the notebook finds (`study.run_path`; same configs), so rendering the notebook
 later with ``python -m gan_lib reproduce --no-train`` reuses them. ``--jobs`` runs train at a time
 (`study.run_all`), started seed-major (every configuration of seed 0, then seed 1, ...), so a stop at a deadline
-leaves the lowest seeds finished. SIGINT (Ctrl-C, or ``kill -INT -- -PGID`` to the process group) stops the
+leaves the lowest seeds finished; ``--configs`` trains only the named configurations (e.g. to finish every seed
+of some configurations before starting the next). SIGINT (Ctrl-C, or ``kill -INT -- -PGID`` to the process group) stops the
 running runs, which save a checkpoint and mark themselves interrupted (they resume on the next call), and no
 new run starts after it (exit code 130). One JSON line per run on stdout as it ends. ``--stack on`` trains each
 configuration's seeds as one stacked model (one job per configuration; ``auto``, the default: on a GPU only,
@@ -44,6 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--split", default=None)
     ap.add_argument("--seeds", default=None, help="comma separated (default: the preset's)")
+    ap.add_argument("--configs", default=None,
+                    help="comma separated configuration labels to train (default: all of the notebook's)")
     ap.add_argument("--runs-root", default="runs")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
@@ -56,6 +59,16 @@ def main(argv=None) -> int:
     extra = {"split": a.split} if a.split else {}
     exp = experiment(name, a.preset, dataset=a.dataset, data_root=a.data_root, seeds=seeds, steps=a.steps,
                      eval_every=a.eval_every, **extra)
+    specs = seed_major(exp.specs)
+    if a.configs:
+        labels = [c.strip() for c in a.configs.split(",") if c.strip()]
+        known = list(dict.fromkeys(s.label for s in exp.specs))
+        unknown = [c for c in labels if c not in known]
+        if unknown:
+            print(f"error: --configs: {', '.join(unknown)} not in {name}; choose from {', '.join(known)}",
+                  file=sys.stderr)
+            return 2
+        specs = [s for s in specs if s.label in labels]
     print(exp.describe(), flush=True)
     start = time.time()
     finished = []
@@ -68,7 +81,7 @@ def main(argv=None) -> int:
     # so): restore Python's KeyboardInterrupt so the deadline's SIGINT stops the queue.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        run_all(seed_major(exp.specs), exp.preset, runs_root=repo_path(a.runs_root), jobs=a.jobs,
+        run_all(specs, exp.preset, runs_root=repo_path(a.runs_root), jobs=a.jobs,
                 threads=a.threads, progress=False, on_done=report, executor=a.executor, address=a.address,
                 cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run,
                 stack=None if a.stack == "auto" else a.stack == "on", **exp.common)

@@ -306,3 +306,15 @@ def test_gpu_check_dry_run_exercises_every_stage(tmp_path, monkeypatch):
         PRESETS["paper"].update(patched)
     assert len(reused) == 10 and all(o["reused"] for o in reused)
     print(f"dry run: {wall:.0f} s")
+
+
+def test_train_experiment_configs_trains_only_the_named_configurations(tmp_path, capsys):
+    args = ["01", "--preset", "smoke", "--dataset", "synthetic", "--runs-root", str(tmp_path), "--threads", "1",
+            "--steps", "2", "--eval-every", "2"]
+    assert train_experiment.main(args + ["--configs", "sagan,nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope not in 01_gan_comparison" in err and "dcgan" in err
+    assert train_experiment.main(args + ["--configs", "sagan"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(o["name"], o["state"]) for o in lines] == [("sagan-s0", "completed")]
+    assert sorted(p.name for p in (tmp_path / "smoke" / "synthetic32").iterdir()) == ["sagan-s0"]
