@@ -432,8 +432,15 @@ class RunDir:
         self._good[name] = state.get("step")
         return path
 
+    def last_good_step(self, name: str = "last") -> int | None:
+        """The step of the last checkpoint ``name`` this object saved or loaded (for ``last`` with neither: the
+        ``checkpoint_step`` status.json records), without reading the checkpoint; None when there is none."""
+        if name in self._good:
+            return self._good[name]
+        return self.read_status().get("checkpoint_step") if name == "last" else None
+
     def _last_good(self, name: str) -> str:
-        step = self._good.get(name, self.read_status().get("checkpoint_step") if name == "last" else None)
+        step = self.last_good_step(name)
         if step is None:
             return f"no {name} checkpoint was written yet"
         return f"last good checkpoint at step {step} ({self.checkpoint_path(name)})"

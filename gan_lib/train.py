@@ -706,8 +706,7 @@ def _train(cfgs, runs, checkpoints, device, dataset, progress, callback, start):
         for pos in sorted(diverged, reverse=True):
             reason, bad_step = diverged[pos]
             run = run_of(pos)
-            ckpt = run.load_checkpoint("last")["step"] if run.has_checkpoint("last") else None
-            finish(pos, state="diverged", step=bad_step, reason=reason, checkpoint_step=ckpt)
+            finish(pos, state="diverged", step=bad_step, reason=reason, checkpoint_step=run.last_good_step())
             state.drop(pos)
             del order[pos]
 
@@ -768,9 +767,7 @@ def _train(cfgs, runs, checkpoints, device, dataset, progress, callback, start):
         if any(clean):  # a clean step boundary: resumable exactly from here
             save_checkpoints("last", [pos for pos, ok in enumerate(clean) if ok])
         for pos in range(state.stack):
-            run = run_of(pos)
-            saved = state.step if clean[pos] else (run.load_checkpoint("last")["step"] if run.has_checkpoint("last")
-                                                   else 0)
+            saved = state.step if clean[pos] else (run_of(pos).last_good_step() or 0)
             finish(pos, quiet=True, state="interrupted", step=saved, checkpoint_step=saved,
                    reason=f"KeyboardInterrupt at step {state.step}")
         raise

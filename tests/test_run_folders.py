@@ -424,3 +424,16 @@ def test_ctrl_c_anywhere_exits_130_saying_how_to_resume(capsys, monkeypatch):
     monkeypatch.setattr(gan_lib.reproduce, "reproduce", interrupted)
     code, err = cli(capsys, "reproduce", "--preset", "smoke", "--only", "01")
     assert code == 130 and "interrupted; run the same command to resume" in err
+
+
+def test_last_good_step_follows_saves_and_loads_and_else_the_status(tmp_path):
+    run = RunDir(tmp_path / "run").create()
+    assert run.last_good_step() is None and run.last_good_step("best") is None
+    run.write_status(state="interrupted", step=30, checkpoint_step=30)
+    assert run.last_good_step() == 30 and run.last_good_step("best") is None  # only "last" is in status.json
+    run.save_checkpoint({"step": 40, "x": torch.zeros(2)})
+    assert run.last_good_step() == 40  # the save, not the (older) status
+    fresh = RunDir(run.path)
+    assert fresh.last_good_step() == 30
+    fresh.load_checkpoint("last")
+    assert fresh.last_good_step() == 40
