@@ -38,9 +38,11 @@ def stack_states(states: list[dict]) -> dict:
     return out
 
 
-def unstack_state(state: dict, stack: int) -> list[dict]:
-    """A stacked state dict -> ``stack`` per-copy state dicts (clones: independent of the stacked tensors)."""
-    out = [{} for _ in range(stack)]
+def unstack_state(state: dict, stack: int, copies=None) -> list[dict]:
+    """A stacked state dict -> per-copy state dicts (clones: independent of the stacked tensors), for every one
+    of the ``stack`` copies or only for the indices ``copies`` (in that order)."""
+    copies = range(stack) if copies is None else list(copies)
+    out = [{} for _ in copies]
     for key, value in state.items():
         if not isinstance(value, torch.Tensor) or value.dim() == 0:
             for d in out:
@@ -48,8 +50,9 @@ def unstack_state(state: dict, stack: int) -> list[dict]:
             continue
         if value.shape[0] % stack:
             raise ValueError(f"{key}: dim 0 of shape {tuple(value.shape)} does not hold {stack} copies")
-        for d, part in zip(out, value.chunk(stack, dim=0)):
-            d[key] = part.clone()
+        parts = value.chunk(stack, dim=0)
+        for d, c in zip(out, copies):
+            d[key] = parts[c].clone()
     return out
 
 
@@ -60,11 +63,12 @@ def stack_optimizer_states(states: list[dict]) -> dict:
     return {"state": per_param, "param_groups": first["param_groups"]}
 
 
-def unstack_optimizer_state(state: dict, stack: int) -> list[dict]:
-    """The stacked ``optimizer.state_dict()`` -> ``stack`` per-copy ones."""
-    parts = {i: unstack_state(s, stack) for i, s in state["state"].items()}
+def unstack_optimizer_state(state: dict, stack: int, copies=None) -> list[dict]:
+    """The stacked ``optimizer.state_dict()`` -> per-copy ones (all ``stack`` copies, or the indices ``copies``)."""
+    copies = range(stack) if copies is None else list(copies)
+    parts = {i: unstack_state(s, stack, copies) for i, s in state["state"].items()}
     return [{"state": {i: parts[i][c] for i in parts}, "param_groups": [dict(g) for g in state["param_groups"]]}
-            for c in range(stack)]
+            for c in range(len(copies))]
 
 
 def stack_images(batches: list[torch.Tensor]) -> torch.Tensor:

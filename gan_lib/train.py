@@ -263,16 +263,22 @@ class TrainState:
     the generator and critic (``stack=S``; for S=1 the plain networks), their Adam optimizers and lr schedules,
     the step, and one `SeedStreams` per seed.
 
-    `seed_state_dict(i)` is seed i's checkpoint in the single-run layout (what ``checkpoints/last.pt`` holds),
-    `load_seed_state_dicts` resumes from such checkpoints (one per seed, all at the same step); `drop(i)` takes a
-    seed out of the stack (it diverged) and the others go on unchanged.
+    `seed_state_dicts()` are the seeds' checkpoints in the single-run layout (what ``checkpoints/last.pt`` holds);
+    built with ``checkpoints`` (one per seed, all at the same step) it resumes from them, building the networks
+    once (`load_seed_state_dicts`); `drop(i)` takes a seed out of the stack (it diverged) and the others go on
+    unchanged.
     """
 
-    def __init__(self, cfgs: list[TrainConfig], channels: int, device: torch.device, n_images: int):
+    def __init__(self, cfgs: list[TrainConfig], channels: int, device: torch.device, n_images: int,
+                 checkpoints: list[dict] | None = None):
         self.cfgs, self.channels, self.device = list(cfgs), channels, device
         self.fmt = torch.channels_last if cfgs[0].channels_last else torch.contiguous_format
         self.dtype = param_dtype(cfgs[0].precision)
         self.step = 0
+        if checkpoints is not None:  # the init is overwritten: no single-seed networks to build
+            self.seeds = [SeedStreams(cfg, n_images, device, torch.get_rng_state()) for cfg in self.cfgs]
+            self.load_seed_state_dicts(checkpoints)
+            return
         singles, self.seeds = [], []
         for cfg in self.cfgs:  # each seed's init exactly as a single run draws it
             torch.manual_seed(cfg.seed)
@@ -310,19 +316,21 @@ class TrainState:
     def noise(self) -> SeedNoise:
         return SeedNoise([s.gen_noise for s in self.seeds], self.cfgs[0].z_dim, self.dtype)
 
-    def _unstacked(self):
+    def _unstacked(self, positions):
         S = self.stack
-        return (unstack_state(self.G.state_dict(), S), unstack_state(self.D.state_dict(), S),
-                unstack_optimizer_state(self.opt_g.state_dict(), S), unstack_optimizer_state(self.opt_d.state_dict(), S))
+        return (unstack_state(self.G.state_dict(), S, positions), unstack_state(self.D.state_dict(), S, positions),
+                unstack_optimizer_state(self.opt_g.state_dict(), S, positions),
+                unstack_optimizer_state(self.opt_d.state_dict(), S, positions))
 
-    def seed_state_dicts(self) -> list[dict]:
-        """Each seed's checkpoint, in the single-run layout."""
-        gs, ds, ogs, ods = self._unstacked()
-        return [{"step": self.step, "config": cfg.to_dict(), "channels": self.channels,
+    def seed_state_dicts(self, positions=None) -> list[dict]:
+        """The checkpoints, in the single-run layout, of every seed or of the stack positions ``positions``."""
+        positions = list(range(self.stack)) if positions is None else list(positions)
+        gs, ds, ogs, ods = self._unstacked(positions)
+        return [{"step": self.step, "config": self.cfgs[pos].to_dict(), "channels": self.channels,
                  "generator": g, "critic": d, "opt_g": og, "opt_d": od,
                  "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
-                 **seed.state_dict(self.device)}
-                for cfg, seed, g, d, og, od in zip(self.cfgs, self.seeds, gs, ds, ogs, ods)]
+                 **self.seeds[pos].state_dict(self.device)}
+                for pos, g, d, og, od in zip(positions, gs, ds, ogs, ods)]
 
     def load_seed_state_dicts(self, cks: list[dict]) -> None:
         """Resume every seed from its checkpoint (all at the same step)."""
@@ -348,14 +356,13 @@ class TrainState:
 
     def drop(self, index: int) -> None:
         """Take seed ``index`` out of the stack; the others keep their parameters, optimizer and streams."""
-        gs, ds, ogs, ods = self._unstacked()
         keep = [i for i in range(self.stack) if i != index]
+        gs, ds, ogs, ods = self._unstacked(keep)
         sched = (self.sched_g.state_dict(), self.sched_d.state_dict())
         self.cfgs = [self.cfgs[i] for i in keep]
         self.seeds = [self.seeds[i] for i in keep]
         if keep:
-            self._build([gs[i] for i in keep], [ds[i] for i in keep],
-                        opt_states=([ogs[i] for i in keep], [ods[i] for i in keep]), sched_states=sched)
+            self._build(gs, ds, opt_states=(ogs, ods), sched_states=sched)
 
     def next_batch(self, dataset) -> torch.Tensor:
         """Each seed's next batch from its own order, side by side: (B, S*C, H, W) on the device."""
@@ -592,12 +599,10 @@ def _train(cfgs, runs, checkpoints, device, dataset, progress, callback, start):
     if n_images < B:
         raise ConfigError(f"dataset has {n_images} images, fewer than batch_size={B}")
     channels = int(dataset.images.shape[1])
-    state = TrainState(cfgs, channels, device, n_images)
-    amp = autocast(device, cfg.precision)
     resuming = start is not None
+    state = TrainState(cfgs, channels, device, n_images, checkpoints if resuming else None)
+    amp = autocast(device, cfg.precision)
     statuses = [run.read_status() if resuming else {} for run in runs]
-    if resuming:
-        state.load_seed_state_dicts(checkpoints)
     del checkpoints
     for run in runs:
         run.truncate(state.step)
@@ -621,9 +626,9 @@ def _train(cfgs, runs, checkpoints, device, dataset, progress, callback, start):
 
     # Section: checkpoints, samples and evaluations of every live seed.
     def save_checkpoints(name="last", positions=None):
-        cks = state.seed_state_dicts()
-        for pos in (range(state.stack) if positions is None else positions):
-            run_of(pos).save_checkpoint(cks[pos], name)
+        positions = list(range(state.stack)) if positions is None else list(positions)
+        for pos, ck in zip(positions, state.seed_state_dicts(positions)):
+            run_of(pos).save_checkpoint(ck, name)
 
     def save_samples():
         images = state.generate([s.fixed_z for s in state.seeds], amp)

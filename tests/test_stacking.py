@@ -76,6 +76,11 @@ def test_a_stacked_network_computes_each_copy(block, channels):
     for s, state in enumerate(unstack_state(G.state_dict(), 3)):  # buffers (running stats, u, v) too
         for k, v in singles[s][0].state_dict().items():
             torch.testing.assert_close(state[k], v, rtol=1e-10, atol=1e-12)
+    full = unstack_state(D.state_dict(), 3)
+    some = unstack_state(D.state_dict(), 3, copies=[2, 0])  # only the copies asked for, in that order
+    assert [sorted(d) for d in some] == [sorted(full[2]), sorted(full[0])]
+    for got, want in zip(some, (full[2], full[0])):
+        assert all(torch.equal(got[k], want[k]) for k in want)
 
 
 @pytest.fixture(scope="module")
