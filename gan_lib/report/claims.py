@@ -335,19 +335,33 @@ def claims_03(summary: pd.DataFrame, metric: str, preset: str, costs: pd.DataFra
                    for label in variants]
     rows = difference_family(summary, metric, comparisons, "variants vs the baseline", nb)
 
-    def unstable(label):
-        g = summary[summary["label"] == label]
-        high = np.isfinite(pd.to_numeric(g["gp_high_step"], errors="coerce")) if "gp_high_step" in g else False
-        return int(((g["state"] == "diverged") | high).sum()), len(g)
+    return rows + instability_claims(nb, summary, base, variants, STABILITY_CLAIMS,
+                                     f"diverged or kept the GP above {GP_HIGH:g} for {GP_HIGH_WINDOW} steps")
 
-    k0, n0 = unstable(base)
-    for label in variants:
-        k, n = unstable(label)
+
+def unstable(runs: pd.DataFrame) -> pd.Series:
+    """Per run (a row of `summarize_runs`): did it diverge (the divergence rule stopped it) or keep its GP above
+    `GP_HIGH` for `GP_HIGH_WINDOW` steps (``gp_high_step`` set)?"""
+    high = (np.isfinite(pd.to_numeric(runs["gp_high_step"], errors="coerce")) if "gp_high_step" in runs
+            else pd.Series(False, index=runs.index))
+    return (runs["state"] == "diverged") | high
+
+
+def instability_claims(nb: str, runs: pd.DataFrame, base: str, labels, paper: dict, what: str) -> list[dict]:
+    """One descriptive claim per configuration in ``labels``: how many of its runs are `unstable` ("k of n"),
+    beside the baseline ``base``'s count; ``what`` completes "runs that ..."."""
+    def count(label):
+        g = runs[runs["label"] == label]
+        return int(unstable(g).sum()), len(g)
+
+    k0, n0 = count(base)
+    rows = []
+    for label in labels:
+        k, n = count(label)
         if n:
-            rows.append(descriptive_claim(
-                nb, f"{label.removeprefix(base + '-')}: runs that diverged or kept the GP above {GP_HIGH:g} for "
-                    f"{GP_HIGH_WINDOW} steps", STABILITY_CLAIMS[label], "unstable runs", float(k), n_seeds=n,
-                note=f"{k} of {n}; the baseline {k0} of {n0}"))
+            short = label.removeprefix(base + "-") if label != base else label
+            rows.append(descriptive_claim(nb, f"{short}: runs that {what}", paper.get(label, ""), "unstable runs",
+                                          float(k), n_seeds=n, note=f"{k} of {n}; the baseline {k0} of {n0}"))
     return rows
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .claims import ALPHA, descriptive_claim, with_verdicts
+from .claims import ALPHA, descriptive_claim, instability_claims, with_verdicts
 from .runs import (GP_HIGH, GP_HIGH_WINDOW, load_evals, load_metrics, metric_columns, run_entries, summarize_runs,
                    sustained_above)
 from .stats import holm_adjusted_p, holm_levels, t_interval, welch_interval
@@ -265,18 +265,8 @@ def long_training_claims(end: pd.DataFrame, at_reference: pd.DataFrame, metric: 
             final_estimate=w["diff"], final_ci_low=w["ci_low"], final_ci_high=w["ci_high"],
             note=f"{v} - {base}; a difference of 1 = 10x the GP"))
 
-    def unstable(label):
-        g = end[end["label"] == label]
-        return int(g["outcome_class"].isin(("diverged", "collapsed")).sum()), len(g)
-
-    k0, n0 = unstable(base)
-    for v in labels:
-        k, n = unstable(v)
-        if n:
-            rows.append(descriptive_claim(
-                nb, f"{_short(v, base)}: runs that diverged or collapsed (GP above {GP_HIGH:g} for {GP_HIGH_WINDOW} "
-                    f"steps) in {steps} steps", paper.get(v, ""), "unstable runs", float(k), n_seeds=n,
-                note=f"{k} of {n}; the baseline {k0} of {n0}"))
+    rows += instability_claims(nb, end, base, labels, paper, f"diverged or collapsed (GP above {GP_HIGH:g} for "
+                                                            f"{GP_HIGH_WINDOW} steps) in {steps} steps")
     all_labels = list(pd.unique(end["label"]))
     m_ref = [_values(at_reference, label, f"{metric}_final").mean() for label in all_labels]
     m_end = [_values(end, label, f"{metric}_final").mean() for label in all_labels]
