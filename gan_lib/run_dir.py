@@ -366,7 +366,15 @@ class RunDir:
         return True
 
     def read_status(self) -> dict:
-        return json.loads(self.status_path.read_text()) if self.status_path.exists() else {}
+        """status.json's fields ({} before the first write); `RunDirError` when the file is not JSON (it is always
+        written atomically, so only a hand edit or a damaged disk does that)."""
+        if not self.status_path.exists():
+            return {}
+        try:
+            return json.loads(self.status_path.read_text())
+        except ValueError as e:
+            raise RunDirError(f"{self.status_path} is not valid JSON ({e}): repair it, or start the run over with "
+                              "--restart (the folder is moved aside, not deleted)") from None
 
     def liveness(self, status: dict | None = None) -> str | None:
         """For a status in state "running": ``"live"`` (a process trains the folder now), ``"stale"`` (nobody

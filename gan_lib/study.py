@@ -168,13 +168,6 @@ def run_path(runs_root: str | Path, preset: str, dataset: str, image_size: int, 
     return root / preset / f"{dataset}{image_size}" / spec.name
 
 
-def read_status(path: Path) -> dict:
-    try:
-        return json.loads((Path(path) / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def stack_default(device: str = "auto") -> bool:
     """Whether a configuration's seeds train stacked (`gan_lib.stacking`) by default on ``device`` (the environment
     variable ``GAN_LIB_STACK=on|off`` overrides it, as ``reproduce --stack`` does): yes on a CUDA
@@ -213,13 +206,14 @@ def run_group(specs: list[RunSpec], preset: str, paths: list[Path], *, threads: 
     for i, (spec, path) in enumerate(zip(specs, paths)):
         cfg = spec.config(preset, **common)
         outcome = dict(label=spec.label, seed=spec.seed, name=spec.name, path=str(path))
-        status = read_status(path)
+        run = RunDir(path)
+        status = run.read_status()
         if status.get("state") in ("completed", "diverged") and status.get("steps") == cfg.steps:
             saved = json.loads((path / "config.json").read_text())
             if not config_differences(saved, cfg, ignore=("data_root",)):
                 try:
                     if data_fingerprint is not None:
-                        check_same_data(RunDir(path).read_data_fingerprint(), data_fingerprint)
+                        check_same_data(run.read_data_fingerprint(), data_fingerprint)
                 except DataMismatch as e:
                     outcomes[i] = {**outcome, "state": "failed", "step": status.get("step"), "reason": str(e),
                                    "reused": False, "wall_sec": 0.0}
@@ -229,10 +223,10 @@ def run_group(specs: list[RunSpec], preset: str, paths: list[Path], *, threads: 
                 continue
         if not train:
             outcomes[i] = {**outcome, "state": "not_trained", "step": status.get("step"), "reused": False,
-                           "wall_sec": 0.0, "reason": f"not finished ({status.get('state', 'no run folder')}); train=False"}
+                           "wall_sec": 0.0, "reason": f"not finished ({run.effective_state(status) or 'no run folder'}); train=False"}
             continue
         try:
-            holder = RunDir(path).lock_holder() if path.exists() else None
+            holder = run.lock_holder() if path.exists() else None
         except OSError:
             holder = None
         if holder is not None:
@@ -264,7 +258,7 @@ def run_group(specs: list[RunSpec], preset: str, paths: list[Path], *, threads: 
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     wall = round(time.time() - t0, 1)
     for i in todo:
-        status = read_status(paths[i])
+        status = RunDir(paths[i]).read_status()
         state, reason = status.get("state", "failed"), status.get("reason")
         if proc.returncode != 0 and state in ("running", "completed"):
             state = "failed"

@@ -1,9 +1,14 @@
 """gan_lib.study: run specs, shared run folders, reuse of finished runs, render-only mode."""
 import json
+import re
+import socket
+import subprocess
+import sys
 
 import pytest
 
 from gan_lib import study
+from gan_lib.run_dir import RunDir, RunDirError
 
 
 def test_specs_share_runs_between_experiments():
@@ -36,6 +41,18 @@ def test_run_all_reuses_finished_runs_and_train_false_only_collects(tmp_path):
     # a changed config is not silently reused
     (changed,) = study.run_all([dcgan], "smoke", train=False, **{**common, "max_images": 32})
     assert changed["state"] == "not_trained"
+    # a run left "running" by a process that died reads as stale, and a damaged status.json is a one-line error
+    run = RunDir(tmp_path / "smoke" / "synthetic32" / "sagan-s0").create()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    run.status_path.write_text(json.dumps(dict(state="running", step=1, steps=3, pid=int(dead.stdout),
+                                               host=socket.gethostname())))  # as its writer left it
+    (_, stale) = study.run_all([dcgan, sagan], "smoke", train=False, **common)
+    assert stale["state"] == "not_trained" and "not finished (stale)" in stale["reason"]
+    run.status_path.write_text("{not json")
+    (damaged,) = study.run_all([sagan], "smoke", train=False, **common)  # that run fails, the others go on
+    assert damaged["state"] == "failed" and re.search("status.json is not valid JSON.*--restart", damaged["reason"])
+    with pytest.raises(RunDirError):
+        run.read_status()
 
 
 def test_run_all_starts_no_run_after_sigint_and_reports_each_end(tmp_path, monkeypatch):
