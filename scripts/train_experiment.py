@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         print(f"SIGINT after {time.time() - start:.0f} s: no new run started; the running runs saved a checkpoint",
               flush=True)
         code = 130
-    print(f"{sum(finished)} of {len(exp.specs)} runs finished in {time.time() - start:.0f} s", flush=True)
+    print(f"{sum(finished)} of {len(specs)} runs finished in {time.time() - start:.0f} s", flush=True)
     return code
 
 

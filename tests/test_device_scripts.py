@@ -315,6 +315,8 @@ def test_train_experiment_configs_trains_only_the_named_configurations(tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope not in 01_gan_comparison" in err and "dcgan" in err
     assert train_experiment.main(args + ["--configs", "sagan"]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [(o["name"], o["state"]) for o in lines] == [("sagan-s0", "completed")]
+    assert "1 of 1 runs finished" in out
     assert sorted(p.name for p in (tmp_path / "smoke" / "synthetic32").iterdir()) == ["sagan-s0"]
