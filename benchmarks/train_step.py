@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py --model igan [--precision fp32|bf16] [--steps 10] [--batch 64]
         [--image-size 64] [--width 64] [--n-critic 1] [--channels-last] [--compile] [--set key=value ...]
-        [--seeds N [--rounds 2]] [--profile]
+        [--seeds N [--rounds 2]] [--cuda-graph] [--tf32] [--profile]
 
 The step is `gan_lib.train.train_step`, the one the training loop runs (data comes from an in-memory
 uint8 tensor, as in training). Prints the median over the timed steps; the LAST line is
@@ -14,6 +14,15 @@ side in the same process (alternating rounds, so load changes hit both), one sin
 ``stacking_speedup=`` (run-steps/s of N stacked over one seed; the issue's targets: >= 1.5 at the cpu shape
 with N=4, >= 500 run-steps/s at the paper shape on an H200), ``run_steps_per_sec=`` and, last,
 ``sec_per_step=`` of one stacked step. ``--profile`` prints the per-op profile of the (stacked) step.
+
+``--cuda-graph`` (CUDA only; elsewhere a one-line error, exit 2) times the step captured in one CUDA graph
+(`gan_lib.cuda_graph.GraphedStep`) and, side by side (alternating rounds of ``--steps`` each), the eager step, both
+for the ``--seeds N`` stacked seeds (no single-seed comparison then). Before the rounds: ``--warmup`` eager steps on
+each side (for the graph: its warm-up steps, then the capture and a first replay). It prints
+``eager_sec_per_step=``, ``cuda_graph_speedup=`` (eager over graphed), ``run_steps_per_sec=`` and, last,
+``sec_per_step=`` of the graphed step. When the capture fails it prints ``cuda_graph: not captured: <why>`` (one
+line), ``cuda_graph_speedup=nan`` and the eager figures. Each step is timed between two device syncs, with its
+data (`TrainState.next_batch`: indexing, uint8 -> float, host -> device) inside, as the training loop runs it.
 """
 from __future__ import annotations
 
@@ -100,8 +109,10 @@ def main(argv=None) -> float:
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
     p.add_argument("--no-floor", action="store_true", help="skip the FLOP count / matmul-speed floor")
     p.add_argument("--seeds", type=int, default=1, help="stacked seeds (and 1 seed side by side)")
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds of N stacked / 1 seed (--seeds > 1)")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds of N stacked / 1 seed (--seeds > 1), of graphed / eager (--cuda-graph)")
     p.add_argument("--tf32", action="store_true", help="TF32 for fp32 matmuls/convs on CUDA")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="time the step captured in a CUDA graph, side by side with the eager step (CUDA only)")
     p.add_argument("--profile", action="store_true", help="print the per-op profile of the step")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig field (e.g. kernel_size=7)")
@@ -115,6 +126,8 @@ def main(argv=None) -> float:
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     seeds = args.seeds
+    if args.cuda_graph:
+        return graph_main(args, cfg)
     if seeds > 1:  # N stacked and 1 alone, alternating rounds
         stacked, single = [], []
         for _ in range(args.rounds):
@@ -150,6 +163,133 @@ def main(argv=None) -> float:
     print(f"run_steps_per_sec={seeds / sec:.3f}")
     print(f"sec_per_step={sec:.6f}")
     return sec
+
+
+LAST_RUN: dict = {}  # --cuda-graph: the last run's figures (scripts/gpu_check.sh reads them to plan the next N)
+
+
+def graph_main(args, cfg) -> float:
+    """``--cuda-graph``: graphed and eager steps side by side; returns the graphed s/step (eager when not captured)."""
+    from gan_lib.train import resolve_device
+
+    try:
+        device = resolve_device(cfg.device)
+    except Exception as e:  # e.g. --device cuda without one
+        device = f"none ({' '.join(str(e).split())})"
+    if getattr(device, "type", None) != "cuda":
+        print(f"train_step.py: --cuda-graph needs a CUDA device; this run's device is {device}", file=sys.stderr)
+        raise SystemExit(2)
+    r = graph_vs_eager(cfg, steps=args.steps, warmup=args.warmup, seeds=args.seeds, rounds=args.rounds)
+    return graph_report(args, cfg, device, r)
+
+
+def graph_report(args, cfg, device, r: dict) -> float:
+    """Print `graph_vs_eager`'s result ``r`` (the LAST line: ``sec_per_step=``); return the graphed s/step
+    (the eager one when not captured)."""
+    seeds = args.seeds
+    graphed, eager = r["graphed"], r["eager"]
+    sec_eager = statistics.median(eager)
+    sec = statistics.median(graphed) if graphed else sec_eager
+    times = graphed or eager
+    loss_d, loss_g, gp, emd = r["last"]
+    print(f"model={cfg.model} precision={cfg.precision} device={device} threads={torch.get_num_threads()} "
+          f"batch={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} n_critic={cfg.n_critic} "
+          f"channels_last={cfg.channels_last} compile={cfg.compile} tf32={args.tf32} seeds={seeds} "
+          f"cuda_graph={'captured' if graphed else 'not captured'} params={r['params']:,} (one seed) "
+          f"cpu={cpu_model()}")
+    print(f"timed {len(times)} {'graphed' if graphed else 'eager'} steps after {r['graph_warmup']} warm-up "
+          f"steps and the capture: median {sec:.4f} s, min {min(times):.4f} s, max {max(times):.4f} s (last losses "
+          f"d={loss_d:.3f} g={loss_g:.3f} gp={gp:.3f})")
+    if args.profile:
+        print(profile_step(cfg, seeds))
+    if not args.no_floor:
+        flops, peak = step_flops(cfg) * seeds, matmul_flops_per_sec(cfg, device)
+        print(f"compute floor: one step is {flops / 1e9:.0f} GFLOP of conv/matmul; a {MM}x{MM} matmul runs at "
+              f"{peak / 1e9:.0f} GFLOP/s here -> floor {flops / peak:.3f} s/step; measured step = "
+              f"{flops / sec / 1e9:.0f} GFLOP/s ({flops / peak / sec:.0%} of matmul speed)")
+    print(f"eager_sec_per_step={sec_eager:.6f} ({len(eager)} steps side by side)")
+    if r["reason"] is not None:
+        print(f"cuda_graph: not captured: {r['reason']}")
+    speedup = sec_eager / sec if graphed else float("nan")
+    print(f"cuda_graph_speedup={speedup:.3f} (eager over graphed s/step, {seeds} seed{'s' * (seeds > 1)})")
+    if seeds == 1:
+        print(f"ratio_to_target={sec / TARGET_SEC_PER_STEP:.3f} (one seed's step against {TARGET_SEC_PER_STEP} "
+              f"s/step = the authors' 4.3 s/step / 10; <= 1 meets it)")
+    print(f"run_steps_per_sec={seeds / sec:.3f}")
+    print(f"sec_per_step={sec:.6f}")
+    LAST_RUN.clear()
+    LAST_RUN.update(sec_per_step=sec, eager_sec_per_step=sec_eager, graphed=bool(graphed),
+                    graph_steps=r["graph_steps"], eager_steps=r["eager_steps"])
+    return sec
+
+
+def graph_vs_eager(cfg, steps: int, warmup: int, seeds: int, rounds: int, channels: int = 3) -> dict:
+    """``rounds`` alternating rounds of ``steps`` graphed then ``steps`` eager steps of ``seeds`` stacked seeds
+    (two `TrainState` objects built alike), each step timed between device syncs, after ``warmup`` eager steps on each
+    side (the graph's warm-up, at least one step, then its capture and first replay, untimed).
+
+    Returns {graphed: times ([] when not captured), eager: times, reason (why not captured, else None), last
+    (the last graphed step's losses, first seed), params (one seed), graph_warmup, graph_steps and eager_steps
+    (all steps each side ran)}."""
+    import time
+    import warnings
+
+    from gan_lib.config import TrainConfig
+    from gan_lib.cuda_graph import GraphedStep
+    from gan_lib.train import TrainState, autocast, resolve_device, train_step
+
+    device = resolve_device(cfg.device)
+    n_images = max(256, cfg.batch_size)
+    cfgs = [TrainConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + i}) for i in range(seeds)]
+    images = torch.randint(0, 256, (n_images, channels, cfg.image_size, cfg.image_size), dtype=torch.uint8)
+    amp = autocast(device, cfg.precision)
+
+    class _Images:  # the ImageDataset.batch interface over the random images
+        @staticmethod
+        def batch(idx):
+            return images[idx].float() / 127.5 - 1
+
+    g_state, e_state = TrainState(cfgs, channels, device, n_images), TrainState(cfgs, channels, device, n_images)
+    with warnings.catch_warnings(record=True):  # the reason is printed as one line (GraphedStep.fallback_reason)
+        warnings.simplefilter("always")
+        graph = GraphedStep(g_state.G_fwd, g_state.D, g_state.opt_g, g_state.opt_d, g_state.noise(), cfg, amp,
+                            warmup=max(warmup, 1))
+        for _ in range(graph.warmup + 1):  # warm-up steps, then the capture and its first replay
+            stats = graph.step(lambda: g_state.next_batch(_Images))
+    for _ in range(warmup):
+        train_step(e_state.G_fwd, e_state.D, e_state.opt_g, e_state.opt_d, lambda: e_state.next_batch(_Images),
+                   e_state.noise(), cfg, amp)
+    counts = {"graph": graph.warmup + 1, "eager": warmup}
+
+    def sync():
+        if device.type == "cuda":  # (elsewhere GraphedStep is the eager step: tests of the fallback)
+            torch.cuda.synchronize(device)
+
+    def timed(step, side) -> list:
+        nonlocal stats
+        out = []
+        for _ in range(steps):
+            sync()
+            t0 = time.perf_counter()
+            s = step()
+            sync()
+            out.append(time.perf_counter() - t0)
+            if side == "graph":
+                stats = s
+        counts[side] += steps
+        return out
+
+    graphed, eager = [], []
+    for _ in range(rounds):
+        if graph.graphed:
+            graphed += timed(lambda: graph.step(lambda: g_state.next_batch(_Images)), "graph")
+        eager += timed(lambda: train_step(e_state.G_fwd, e_state.D, e_state.opt_g, e_state.opt_d,
+                                          lambda: e_state.next_batch(_Images), e_state.noise(), cfg, amp), "eager")
+    params = (sum(p.numel() for p in g_state.G.parameters()) + sum(p.numel() for p in g_state.D.parameters())) // seeds
+    reason = None if graph.graphed else graph.fallback_reason
+    graph.close()
+    return dict(graphed=graphed, eager=eager, reason=reason, last=stats[0].tolist(), params=params,
+                graph_warmup=graph.warmup, graph_steps=counts["graph"], eager_steps=counts["eager"])
 
 
 def cpu_model() -> str:

@@ -26,7 +26,9 @@
 # Stages, in order, each into $OUT (default results/gpu_check; at most 8 files come back, 16 MiB each):
 #   nvidia-smi.txt   the GPU, torch, the CPU
 #   test_cuda.log    tests/test_cuda.py on $DEVICE: involution, second derivatives, each GAN's step in fp32/bf16,
-#                    stacked seeds == single seeds (fp64, fp32), a CLI run (meanwhile the carry is staged: CPU only)
+#                    stacked seeds == single seeds (fp64, fp32), a CLI run, the step in a CUDA graph == eager steps
+#                    (igan, sagan, two stacked seeds; bf16 captured; a failed capture falls back), the failed
+#                    capture last (meanwhile the carry is staged: CPU only)
 #   train_step.log   benchmarks/train_step.py at the paper shape (batch 64 per seed, 64x64, width 64), iGAN case 1,
 #                    --seeds 1 4 8 16, for fp32, fp32 --tf32 and bf16 (one process each, $BENCH_SEC s each; a
 #                    larger N is skipped when the last one predicts it will not fit), --profile at fp32 N=4.
@@ -34,7 +36,14 @@
 #                    0.036 s fp32, 0.051 s bf16; 246 GFLOP, 0.005 s at fp32 matmul speed): with --steps 10
 #                    --warmup 3 --rounds 1, N=1 times 13 steps (~0.5 s), each N > 1 26 stacked and 13 single steps:
 #                    ~3 s at N=4, ~10 s at N=16 if a stacked step of 16 takes 0.3 s (25% of matmul speed); with
-#                    start-up, FLOP count and model builds ~25-40 s per precision
+#                    start-up, FLOP count and model builds ~25-40 s per precision.
+#                    Then the graphed rows (issue 11 item 4): --cuda-graph --no-floor at --seeds 1 8 ($GRAPH_SEEDS),
+#                    variants graph-bf16 and graph-fp32-tf32 (one process each, the same $BENCH_SEC budget and
+#                    prediction; N=8 skipped when N=1 was not captured). Each N: 3 eager warm-up steps, the capture
+#                    and a first replay, then 10 graphed and 10 eager steps side by side, plus 3 eager warm-up steps;
+#                    ~4 s at N=1 (the capture ~1-2 s), ~8 s at N=8 if an eager stacked step of 8 takes 0.15 s; with
+#                    start-up and model builds ~15-25 s per variant. On a CPU (the dry run) they are skipped with a
+#                    line saying so.
 #   runs.log         staging of .carry (scripts/carry_celeba.py stage: sha256 of the carried bytes; the pixels the
 #                    runs train on), the calibration and the runs of notebook 05 (scripts/train_experiment.py 05
 #                    --preset paper --stack on: 5 configurations as 5 jobs, each its $SEEDS stacked in one
@@ -49,9 +58,10 @@
 #                    runs.tar.gz.0, .1, ... of 15 MiB when larger (cat runs.tar.gz* | tar -xz)
 #   summary.txt      the benchmark table, the data staged, the plan, every run's state/step/SWD, the render command
 #
-# Time plan on the H200 (estimates): tests ~40 s, benchmark ~90-150 s, calibration ~40 s, then ~300 s of runs:
-# 15 runs of the paper shape at today's ~28 run-steps/s would reach ~500 steps, at the issue's 500 run-steps/s
-# 10,000; the calibration measures it and summary.txt says what was reached.
+# Time plan on the H200 (estimates): tests ~55 s, benchmark ~120-200 s (of which the graphed rows ~30-50 s, each
+# variant bounded by timeout $BENCH_SEC + 45 s), calibration ~40 s, then ~250 s of runs: 15 runs of the paper shape
+# at today's ~28 run-steps/s would reach ~400 steps, at the issue's 500 run-steps/s 8,000; the calibration measures
+# it and summary.txt says what was reached (the runs end at $DEADLINE whatever the stages before took).
 #
 # Without a GPU, a dry run of every stage (tiny shapes, a few steps, the paper preset shrunk in the driver:
 # width 8, batch 8, 32 evaluation samples; the configs reach the runs as files, so the runs see the same):
@@ -73,6 +83,7 @@ if [ -n "${QUICK:-}" ]; then  # dry run: tiny shapes, few steps
     DEADLINE="${DEADLINE:-300}" SEEDS="${SEEDS:-0,1}" CAL_STEPS="${CAL_STEPS:-2}" MAX_STEPS="${MAX_STEPS:-4}"
     STEP_CHOICES="${STEP_CHOICES:-4 2}" BENCH_SEC="${BENCH_SEC:-30}" PROFILE_SEEDS=2
     BENCH_SEEDS="1 2 4096"  # 4096: predicted not to fit, skipped
+    GRAPH_SEEDS="1 2"
     BENCH=(--steps 1 --warmup 0 --rounds 1 --batch 4 --image-size 32 --width 8 --no-floor)
     TESTS=(-k "dcgan-fp32 or (stacked and igan)")
     PRESET_PATCH='{"width": 8, "batch_size": 8, "eval_num_samples": 32}'
@@ -81,6 +92,7 @@ else
     DEADLINE="${DEADLINE:-545}" SEEDS="${SEEDS:-0,1,2}" CAL_STEPS="${CAL_STEPS:-40}" MAX_STEPS="${MAX_STEPS:-10000}"
     STEP_CHOICES="${STEP_CHOICES:-$(seq -s ' ' "$MAX_STEPS" -500 500) 400 300 200}" BENCH_SEC="${BENCH_SEC:-40}"
     BENCH_SEEDS="1 4 8 16" PROFILE_SEEDS=4
+    GRAPH_SEEDS="1 8"
     BENCH=(--steps 10 --warmup 3 --rounds 1)
     TESTS=()
     PRESET_PATCH=""
@@ -155,10 +167,20 @@ GAN_LIB_TEST_DEVICE="$DEVICE" timeout 170 "$PY" -m pytest -q -p no:cacheprovider
     "${TESTS[@]}" > "$OUT/test_cuda.log" 2>&1 || status=1
 tail -n 12 "$OUT/test_cuda.log"
 
-echo "== benchmarks/train_step.py --seeds $BENCH_SEEDS ($SECONDS s)"
+echo "== benchmarks/train_step.py --seeds $BENCH_SEEDS; --cuda-graph --seeds $GRAPH_SEEDS ($SECONDS s)"
 : > "$OUT/train_step.log"
-for variant in fp32 fp32-tf32 bf16; do  # one process each; N after N while the budget lasts
-    timeout $((BENCH_SEC + 45)) "$PY" - "$DEVICE" "$variant" "$BENCH_SEC" "$PROFILE_SEEDS" "$BENCH_SEEDS" \
+# one process each; N after N while the budget lasts. graph-*: --cuda-graph (the step in one CUDA graph, side by side
+# with the eager step; CUDA only)
+for variant in fp32 fp32-tf32 bf16 graph-bf16 graph-fp32-tf32; do
+    seeds="$BENCH_SEEDS"
+    if [ "${variant#graph-}" != "$variant" ]; then
+        seeds="$GRAPH_SEEDS"
+        if [ "$DEVICE" != "cuda" ]; then
+            echo "== $variant: skipped, --cuda-graph needs a CUDA device (DEVICE=$DEVICE)" >> "$OUT/train_step.log"
+            continue
+        fi
+    fi
+    timeout $((BENCH_SEC + 45)) "$PY" - "$DEVICE" "$variant" "$BENCH_SEC" "$PROFILE_SEEDS" "$seeds" \
         "${BENCH[@]}" >> "$OUT/train_step.log" 2>&1 <<'PY' || status=1
 import argparse, signal, sys, time
 import torch
@@ -166,7 +188,9 @@ sys.path.insert(0, "benchmarks")
 import train_step
 device, variant, budget, profile_n, seeds, extra = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), \
     [int(n) for n in sys.argv[5].split()], sys.argv[6:]
-precision, tf32 = variant.split("-")[0], variant.endswith("-tf32")
+graph = variant.startswith("graph-")
+base = variant[len("graph-"):] if graph else variant
+precision, tf32 = base.split("-")[0], base.endswith("-tf32")
 known = argparse.ArgumentParser(add_help=False)
 for flag, default in (("--steps", 10), ("--warmup", 3), ("--rounds", 2)):
     known.add_argument(flag, type=int, default=default)
@@ -180,10 +204,17 @@ signal.signal(signal.SIGALRM, late)
 t0, last, single = time.time(), None, None
 for n in seeds:
     left = budget - (time.time() - t0)
-    if last is not None:  # the last N's fixed costs, and its stacked step scaled linearly (an upper bound)
-        n0, sec0, wall0 = last
-        steps0 = series * (k.rounds + 1 if n0 > 1 else 1)
-        guess = max(wall0 - steps0 * sec0, 0) + series * ((k.rounds + 1) * sec0 * n / n0 + k.rounds * single)
+    if last is not None:  # the last N's fixed costs, and its steps scaled linearly in N (an upper bound)
+        n0, sec0, wall0, run0 = last
+        if graph:  # graphed and eager steps (train_step.LAST_RUN: how many of each, each side's s/step)
+            work0 = run0["graph_steps"] * sec0 + run0["eager_steps"] * run0["eager_sec_per_step"]
+            guess = max(wall0 - work0, 0) + work0 * n / n0
+        else:
+            steps0 = series * (k.rounds + 1 if n0 > 1 else 1)
+            guess = max(wall0 - steps0 * sec0, 0) + series * ((k.rounds + 1) * sec0 * n / n0 + k.rounds * single)
+        if graph and not run0["graphed"]:  # the capture failed at a smaller N: it would fail again
+            print(f"== {variant} seeds={n}: skipped, not captured at seeds={n0}", flush=True)
+            break
         if guess > left:
             print(f"== {variant} seeds={n}: skipped, {guess:.0f} s predicted, {left:.0f} s left", flush=True)
             break
@@ -191,6 +222,7 @@ for n in seeds:
     profiling = n == profile_n and variant == "fp32"
     argv = ["--device", device, "--model", "igan", "--precision", precision, "--seeds", str(n), *extra]
     argv += (["--tf32"] if tf32 else []) + (["--profile"] if profiling else [])
+    argv += ["--cuda-graph", "--no-floor"] if graph else []  # (the eager rows print the floor of these shapes)
     print(f"== {variant} seeds={n}: train_step.py {' '.join(argv)}", flush=True)
     signal.alarm(max(1, int(left) + 10))
     start = time.time()
@@ -206,13 +238,13 @@ for n in seeds:
         break
     finally:
         signal.alarm(0)
-    last = (n, sec, time.time() - start)
+    last = (n, sec, time.time() - start, dict(train_step.LAST_RUN))
     single = sec if single is None else single
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 PY
 done
-grep -E "^== |^sec_per_step|^run_steps_per_sec|^stacking_speedup" "$OUT/train_step.log"
+grep -E "^== |^sec_per_step|^run_steps_per_sec|^stacking_speedup|^cuda_graph" "$OUT/train_step.log"
 
 echo "== notebook 05 at the paper shape ($SECONDS s; deadline $DEADLINE s)"
 [ -n "$stager" ] && { wait "$stager" || status=1; }
@@ -298,15 +330,20 @@ import csv, json, re, sys
 from pathlib import Path
 out, runs, stage_log, steps, every, seeds, root, status, secs = sys.argv[1:10]
 print(f"gpu_check: status {status}, {secs} s; files: {' '.join(sorted(p.name for p in Path(out).iterdir()))}")
-print("\nbenchmarks/train_step.py, iGAN case 1 (variant seeds: s/stacked step, run-steps/s, speed-up over 1 seed)")
+print("\nbenchmarks/train_step.py, iGAN case 1 (variant seeds: s/stacked step, run-steps/s, speed-up over 1 seed; "
+      "graph-*: the step in a CUDA graph, speed-up over the eager step)")
 head = None
 for line in open(Path(out) / "train_step.log"):
     m = re.match(r"== (\S+) seeds=(\d+)(.*)", line)
     if m:
-        head = f"  {m[1]:9s} N={m[2]:>2s}"
+        head = f"  {m[1]:15s} N={m[2]:>2s}"
         if m[3].startswith(":") and "train_step.py" not in m[3]:
             print(head + m[3])
-    elif head and line.startswith(("run_steps_per_sec=", "stacking_speedup=", "sec_per_step=")):
+    elif line.startswith("== ") and ": skipped" in line:
+        print("  " + line[3:].rstrip())
+    elif head and line.startswith("cuda_graph: not captured"):
+        print(head + "  " + line.strip())
+    elif head and line.startswith(("run_steps_per_sec=", "stacking_speedup=", "cuda_graph_speedup=", "sec_per_step=")):
         key, value = line.split("=", 1)
         head += f"  {key}={value.split()[0]}"
         if key == "sec_per_step":

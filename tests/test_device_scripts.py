@@ -274,8 +274,12 @@ def test_gpu_check_dry_run_exercises_every_stage(tmp_path, monkeypatch):
     lines = bench.splitlines()
     assert sum(line.startswith("sec_per_step=") for line in lines) == 6  # N = 1, 2 of each variant
     assert sum(line.startswith("stacking_speedup=") for line in lines) == 3
+    for variant in ("graph-bf16", "graph-fp32-tf32"):  # the --cuda-graph rows: CUDA only, one line each here
+        assert f"== {variant}: skipped, --cuda-graph needs a CUDA device (DEVICE=cpu)" in lines
+    assert not any(line.startswith("cuda_graph") for line in lines)
     assert "Self CPU" in bench  # the profile of one of them
     summary = (out_dir / "summary.txt").read_text()
+    assert "graph-bf16: skipped, --cuda-graph needs a CUDA device" in summary
     assert note["sha256"] in summary and note["pixels"] in summary  # the data the runs trained on
     runs_log = (out_dir / "runs.log").read_text()
     assert "calibration:" in runs_log and "-- runs: --steps" in runs_log
