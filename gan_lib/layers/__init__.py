@@ -4,10 +4,12 @@ from .involution import (
     Involution2d,
     count_parameters,
     get_backend,
+    get_bf16_path,
     involution2d,
     involution2d_unfold,
     paper_param_count,
     set_backend,
+    set_bf16_path,
 )
 
 __all__ = [
@@ -19,4 +21,6 @@ __all__ = [
     "paper_param_count",
     "get_backend",
     "set_backend",
+    "get_bf16_path",
+    "set_bf16_path",
 ]

@@ -18,6 +18,14 @@ Autograd: the operator is bilinear in (X, H). Its two adjoints are themselves in
 
 and the adjoints of T and R are again F, T and R. Each of the three is an ``autograd.Function`` whose backward
 calls the other two, so derivatives of any order exist (WGAN-GP differentiates the critic twice).
+
+bf16 (autocast): the native backend runs its C++ kernels on the bf16 tensors themselves (float32 sums, one rounding
+per output), through `_InvolutionHalf` and `_InvolutionHalfGrads`. Their results are bit for bit those of the
+path before (``set_bf16_path("upcast")``, or ``GAN_LIB_INVOLUTION_BF16=upcast`` for a whole process: kept for the
+tests and the benchmarks), which upcast x and the kernel to float32, ran the float32 Functions and rounded the
+output to bf16, in the forward pass, the backward pass and the gradient penalty's double backward: the same float32
+sums, each rounded once, without the float32 copies (see the comment above `_InvolutionHalf`;
+tests/test_involution_bf16.py).
 """
 from __future__ import annotations
 
@@ -32,7 +40,7 @@ import torch.nn.functional as F
 from .spectral_norm import spectral_norm
 
 __all__ = ["involution2d", "involution2d_unfold", "Involution2d", "paper_param_count", "count_parameters",
-           "set_backend", "get_backend", "BACKENDS"]
+           "set_backend", "get_backend", "BACKENDS", "set_bf16_path", "get_bf16_path", "BF16_PATHS"]
 
 # Batch chunks are sized so that one chunk of the padded input stays in the CPU's L2/L3 cache.
 _CHUNK_BYTES = 1 << 20
@@ -95,23 +103,35 @@ class _Geometry:
         return max(1, _CHUNK_BYTES // max(per_sample, 1))
 
 
+_HALF = (torch.bfloat16, torch.float16)
+
+
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """Sum the K*K terms in float32 when the inputs are half precision (bf16 autocast)."""
-    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+    return torch.float32 if dtype in _HALF else dtype
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Backends, chosen with ``set_backend`` or ``GAN_LIB_INVOLUTION=native|eager|compiled``:
-# "native" (default): the C++ loops of involution_native.cpp, built on first use; CPU float32/float64 tensors,
-#   any stride and dilation; elsewhere (CUDA tensors, or when it cannot be built) the eager loops run instead.
+# "native" (default): the C++ loops of involution_native.cpp, built on first use; CPU float32/float64/bfloat16
+#   tensors, any stride and dilation; elsewhere (CUDA tensors, or when it cannot be built) the eager loops run
+#   instead.
 # "eager": the chunked in-place loops below (any device).
 # "compiled": for stride 1, the same three maps written as one sum of K*K shifted products each and fused by
 #   torch.compile (inductor) into a single loop nest per primitive, after a compile of a few seconds per shape.
 # Side by side: ``benchmarks/involution.py [--compiled]``.
+# bf16 inputs on the native backend (CPU), ``set_bf16_path`` or ``GAN_LIB_INVOLUTION_BF16=native|upcast``:
+# "native" (default): the C++ kernels take the bf16 tensors; "upcast": float32 copies in, the float32 kernels, a
+#   bf16 copy of the output out (the path before the kernels took bf16; bit-identical, kept for the tests and the
+#   benchmarks). float16, the other backends and CUDA always upcast.
 BACKENDS = ("native", "eager", "compiled")
+BF16_PATHS = ("native", "upcast")
 _backend = {"name": os.environ.get("GAN_LIB_INVOLUTION", "native"), "fns": {}}
+_bf16 = {"path": os.environ.get("GAN_LIB_INVOLUTION_BF16", "native")}
 if _backend["name"] not in BACKENDS:
     raise ValueError(f"GAN_LIB_INVOLUTION={_backend['name']!r}: choose one of {BACKENDS}")
+if _bf16["path"] not in BF16_PATHS:
+    raise ValueError(f"GAN_LIB_INVOLUTION_BF16={_bf16['path']!r}: choose one of {BF16_PATHS}")
 
 
 def set_backend(name: str) -> None:
@@ -123,6 +143,17 @@ def set_backend(name: str) -> None:
 
 def get_backend() -> str:
     return _backend["name"]
+
+
+def set_bf16_path(name: str) -> None:
+    """How the native backend runs bf16 inputs: ``"native"`` (bf16 kernels) or ``"upcast"`` (float32 copies)."""
+    if name not in BF16_PATHS:
+        raise ValueError(f"unknown bf16 path {name!r}; choose one of {BF16_PATHS}")
+    _bf16["path"] = name
+
+
+def get_bf16_path() -> str:
+    return _bf16["path"]
 
 
 def _fused_forward(x: torch.Tensor, kernel: torch.Tensor, k: int, d: int) -> torch.Tensor:
@@ -168,13 +199,21 @@ def _use_compiled(geo: "_Geometry") -> bool:
     return _backend["name"] == "compiled" and geo.stride == 1
 
 
+_NATIVE_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+
+
 def _native(t: torch.Tensor):
-    """The C++ module when the native backend applies to ``t`` (CPU, float32/float64), else None."""
-    if _backend["name"] != "native" or t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+    """The C++ module when the native backend applies to ``t`` (CPU, float32/float64/bfloat16), else None."""
+    if _backend["name"] != "native" or t.device.type != "cpu" or t.dtype not in _NATIVE_DTYPES:
         return None
     from . import involution_native
 
     return involution_native.load()
+
+
+def _native_bf16(t: torch.Tensor) -> bool:
+    """Whether bf16 ``t`` goes to the native kernels as it is (else: the float32 upcast)."""
+    return t.dtype == torch.bfloat16 and _bf16["path"] == "native" and _native(t) is not None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -182,11 +221,17 @@ def _native(t: torch.Tensor):
 #   x: (B, C, H, W)   kernel: (B, G, K*K, Ho, Wo)   grad of output: (B, C, Ho, Wo)
 
 
-def _forward(x: torch.Tensor, kernel: torch.Tensor, geo: _Geometry) -> torch.Tensor:
+def _out_dtype(dtype: torch.dtype, wide: bool) -> torch.dtype:
+    """A primitive's output dtype: its inputs', or with ``wide`` the accumulation dtype (bf16 in, the float32 sums
+    out unrounded; float32 and float64: no effect)."""
+    return _accumulation_dtype(dtype) if wide else dtype
+
+
+def _forward(x: torch.Tensor, kernel: torch.Tensor, geo: _Geometry, wide: bool = False) -> torch.Tensor:
     """F(x, kernel) -> (B, C, Ho, Wo): eq. (2)."""
     native = _native(x)
     if native is not None:
-        return native.forward(x.contiguous(), kernel.contiguous(), geo.kernel_size, geo.stride, geo.dilation)
+        return native.forward(x.contiguous(), kernel.contiguous(), geo.kernel_size, geo.stride, geo.dilation, wide)
     if _use_compiled(geo):
         return _compiled("forward", _fused_forward)(x, kernel, geo.kernel_size, geo.dilation)
     b, c = x.shape[:2]
@@ -198,15 +243,15 @@ def _forward(x: torch.Tensor, kernel: torch.Tensor, geo: _Geometry) -> torch.Ten
         xb, kb, ob = xp[b0 : b0 + n], kernel[b0 : b0 + n].unsqueeze(2), out[b0 : b0 + n]
         for k, rows, cols in geo.windows():
             ob.addcmul_(xb[..., rows, cols], kb[:, :, :, k])
-    return out.view(b, c, geo.out_height, geo.out_width).to(x.dtype)
+    return out.view(b, c, geo.out_height, geo.out_width).to(_out_dtype(x.dtype, wide))
 
 
-def _transpose(grad: torch.Tensor, kernel: torch.Tensor, geo: _Geometry) -> torch.Tensor:
+def _transpose(grad: torch.Tensor, kernel: torch.Tensor, geo: _Geometry, wide: bool = False) -> torch.Tensor:
     """T(grad, kernel) -> (B, C, H, W): the adjoint of F in x."""
     native = _native(grad)
     if native is not None:
         return native.transpose(grad.contiguous(), kernel.contiguous(), geo.kernel_size, geo.stride, geo.dilation,
-                                geo.height, geo.width)
+                                geo.height, geo.width, wide)
     if _use_compiled(geo):
         return _compiled("transpose", _fused_transpose)(grad.contiguous(), kernel, geo.kernel_size, geo.dilation)
     b, c = grad.shape[:2]
@@ -221,15 +266,15 @@ def _transpose(grad: torch.Tensor, kernel: torch.Tensor, geo: _Geometry) -> torc
         for k, rows, cols in geo.windows():
             ab[..., rows, cols].addcmul_(gb, kb[:, :, :, k])
     out = acc[..., p : p + geo.height, p : p + geo.width].reshape(b, c, geo.height, geo.width)
-    return out.to(grad.dtype)
+    return out.to(_out_dtype(grad.dtype, wide))
 
 
-def _correlate(grad: torch.Tensor, x: torch.Tensor, geo: _Geometry) -> torch.Tensor:
+def _correlate(grad: torch.Tensor, x: torch.Tensor, geo: _Geometry, wide: bool = False) -> torch.Tensor:
     """R(grad, x) -> (B, G, K*K, Ho, Wo): the adjoint of F in the kernel."""
     native = _native(x)
     if native is not None:
         return native.correlate(grad.contiguous(), x.contiguous(), geo.kernel_size, geo.stride, geo.dilation,
-                                geo.groups)
+                                geo.groups, wide)
     if _use_compiled(geo):
         return _compiled("correlate", _fused_correlate)(grad.contiguous(), x, geo.kernel_size, geo.dilation,
                                                         geo.groups)
@@ -247,7 +292,7 @@ def _correlate(grad: torch.Tensor, x: torch.Tensor, geo: _Geometry) -> torch.Ten
         for k, rows, cols in geo.windows():
             torch.mul(gb, xb[..., rows, cols], out=t)
             torch.sum(t, dim=2, out=ob[:, :, k])
-    return out.to(x.dtype)
+    return out.to(_out_dtype(x.dtype, wide))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -255,6 +300,8 @@ def _correlate(grad: torch.Tensor, x: torch.Tensor, geo: _Geometry) -> torch.Ten
 
 
 class _Involution(torch.autograd.Function):
+    primitive = staticmethod(_forward)
+
     @staticmethod
     def forward(ctx, x, kernel, geo):
         ctx.save_for_backward(x, kernel)
@@ -271,6 +318,8 @@ class _Involution(torch.autograd.Function):
 
 
 class _InvolutionTranspose(torch.autograd.Function):
+    primitive = staticmethod(_transpose)
+
     @staticmethod
     def forward(ctx, grad, kernel, geo):
         ctx.save_for_backward(grad, kernel)
@@ -287,6 +336,8 @@ class _InvolutionTranspose(torch.autograd.Function):
 
 
 class _InvolutionCorrelate(torch.autograd.Function):
+    primitive = staticmethod(_correlate)
+
     @staticmethod
     def forward(ctx, grad, x, geo):
         ctx.save_for_backward(grad, x)
@@ -302,6 +353,108 @@ class _InvolutionCorrelate(torch.autograd.Function):
         return g_grad, g_x, None
 
 
+# bf16 on the native kernels, bit-identical to the upcast path. Forward and first derivatives are single products:
+# the bf16 kernels widen their inputs exactly, sum in float32 in the float32 kernels' order and round once, as
+# Tensor.to(bf16) rounded the float32 kernels' output. The double backward (gradient penalty) needs two more
+# things. The upcast path's graph holds float32 copies xf, kf of x and the kernel and (under create_graph) gf of
+# the output gradient g; its second backward sends two float32 terms to each and autograd adds them in float32
+# before the one rounding to bf16 (for u, v the gradients of the first derivatives T(gf, kf) and R(gf, xf), and g2
+# the second pass's gradient of y: xf gets T(g2, kf) + T(gf, v), kf gets R(g2, xf) + R(gf, u), gf gets
+# F(u, kf) + F(xf, v)). Nodes that each round and then add in bf16 would differ in the last bit, so:
+# - `_InvolutionHalfGrads` computes both first derivatives in ONE node (F's backward builds it under
+#   create_graph); its backward adds F(u, k) + F(x, v) in float32 and rounds once;
+# - `_InvolutionHalf` (F) has two more outputs, float32 placeholders shaped like x and the kernel (one zero
+#   repeated by zero strides; never read). `_InvolutionHalfGrads` is built on them, not on x and the kernel, for
+#   its terms T(g, v) and R(g, u): it returns them unrounded, in float32, as the placeholders' gradients, and F's
+#   node (which runs once the gradients of all its outputs are in) adds them to its own T(g2, k), R(g2, x) in
+#   float32 and rounds once.
+
+
+class _InvolutionHalf(torch.autograd.Function):
+    """F(x, kernel) for bf16 x (B, C, H, W) and kernel (B, G, K*K, Ho, Wo) -> (y (B, C, Ho, Wo), hx, hk)."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, geo):
+        hx, hk = _placeholder(x), _placeholder(kernel)
+        ctx.save_for_backward(x, kernel, hx, hk)
+        ctx.geo = geo
+        ctx.set_materialize_grads(False)
+        return _forward(x, kernel, geo), hx, hk
+
+    @staticmethod
+    def backward(ctx, grad, grad_hx, grad_hk):
+        x, kernel, hx, hk = ctx.saved_tensors
+        geo = ctx.geo
+        need_x, need_k = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled() and grad is not None and need_x and need_k:  # create_graph: one node for both
+            gx, gk = _InvolutionHalfGrads.apply(grad, x, kernel, hx, hk, geo)
+            return gx, gk, None
+        gx = _rounded_sum([(_InvolutionTranspose, grad, kernel)], geo, x.dtype, grad_hx) if need_x else None
+        gk = _rounded_sum([(_InvolutionCorrelate, grad, x)], geo, x.dtype, grad_hk) if need_k else None
+        return gx, gk, None
+
+
+class _InvolutionHalfGrads(torch.autograd.Function):
+    """(grad, x, kernel, hx, hk) -> (T(grad, kernel), R(grad, x)): F's first derivative as one node (bf16).
+
+    grad: (B, C, Ho, Wo); x: (B, C, H, W); kernel: (B, G, K*K, Ho, Wo); hx, hk: `_InvolutionHalf`'s placeholders.
+    Its backward, for u (B, C, H, W) and v (B, G, K*K, Ho, Wo): grad gets F(u, kernel) + F(x, v) summed in
+    float32 and rounded once; T(grad, v) and R(grad, u) go, in float32, to the placeholders (see above). Under
+    create_graph (a third derivative) they go to x and the kernel as rounded bf16 instead: the same derivatives,
+    without the float32 path's bit-exactness.
+    """
+
+    @staticmethod
+    def forward(ctx, grad, x, kernel, hx, hk, geo):
+        ctx.save_for_backward(grad, x, kernel)
+        ctx.geo = geo
+        ctx.set_materialize_grads(False)
+        return _transpose(grad, kernel, geo), _correlate(grad, x, geo)
+
+    @staticmethod
+    def backward(ctx, u, v):
+        grad, x, kernel = ctx.saved_tensors
+        geo = ctx.geo
+        products = [(_Involution, u, kernel), (_Involution, x, v)]
+        g_grad = _rounded_sum(products, geo, grad.dtype) if ctx.needs_input_grad[0] else None
+        if torch.is_grad_enabled():
+            g_x = _InvolutionTranspose.apply(grad, v, geo) if v is not None else None
+            g_kernel = _InvolutionCorrelate.apply(grad, u, geo) if u is not None else None
+            return g_grad, g_x, g_kernel, None, None, None
+        g_hx = _transpose(grad, v, geo, wide=True) if v is not None else None
+        g_hk = _correlate(grad, u, geo, wide=True) if u is not None else None
+        return g_grad, None, None, g_hx, g_hk, None
+
+
+def _placeholder(t: torch.Tensor) -> torch.Tensor:
+    """A float32 tensor shaped like ``t`` that holds one value (zero strides): an autograd edge for float32 terms."""
+    return torch.zeros((), dtype=_accumulation_dtype(t.dtype), device=t.device).expand(t.shape)
+
+
+def _rounded_sum(products: list, geo: _Geometry, dtype: torch.dtype,
+                 extra: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+    """Sum ``Fn(a, b)`` over the (Fn, a, b) products whose factors are both given (Fn: one of the three Functions)
+    and ``extra`` (float32, or None) in float32, and round the sum once to ``dtype``; None when nothing is given.
+
+    One product alone is ``Fn.apply(a, b)`` (its kernel rounds once). Otherwise, without create_graph, the
+    products are the native kernels' unrounded float32 output (``wide``); under create_graph, float32 copies through
+    the float32 Functions (differentiable; the same value).
+    """
+    products = [(fn, a, b) for fn, a, b in products if a is not None and b is not None]
+    if extra is None and len(products) <= 1:
+        return products[0][0].apply(*products[0][1:], geo) if products else None
+    acc = _accumulation_dtype(dtype)
+    if torch.is_grad_enabled():
+        parts = [fn.apply(a.to(acc), b.to(acc), geo) for fn, a, b in products]
+    else:
+        parts = [fn.primitive(a, b, geo, wide=True) for fn, a, b in products]
+    parts += [extra] if extra is not None else []
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total.to(dtype)
+
+
 def involution2d(
     x: torch.Tensor, kernel: torch.Tensor, kernel_size: int, stride: int = 1, dilation: int = 1
 ) -> torch.Tensor:
@@ -314,6 +467,9 @@ def involution2d(
 
     Returns:
         (B, C, H_out, W_out) with H_out = (H + 2p - d(K-1) - 1)//stride + 1.
+
+    bf16 (autocast) on the CPU's native backend runs the bf16 kernels; elsewhere half precision is upcast to
+    float32 and the output rounded back (module docstring: the two agree bit for bit).
     """
     _check_kernel_size(kernel_size)
     _check_positive(stride=stride, dilation=dilation)
@@ -334,9 +490,11 @@ def involution2d(
         # The shifted multiply-adds run on NCHW; a channels_last network gets its layout back afterwards.
         out = involution2d(x.contiguous(), kernel.contiguous(), kernel_size, stride, dilation)
         return out.contiguous(memory_format=torch.channels_last)
-    if dtype in (torch.bfloat16, torch.float16):
-        # Half precision (autocast): upcast once and sum the K*K terms in float32. Mixed-dtype multiply-adds
-        # would convert every shifted window instead (measured 3x slower for the whole bf16 training step).
+    if dtype in _HALF:
+        if _native_bf16(x):
+            return _InvolutionHalf.apply(x, kernel, geo)[0]
+        # Half precision (autocast) elsewhere: upcast once and sum the K*K terms in float32. Mixed-dtype
+        # multiply-adds would convert every shifted window instead (measured 3x slower for the whole bf16 step).
         return _Involution.apply(x.float(), kernel.float(), geo).to(dtype)
     return _Involution.apply(x.to(dtype), kernel.to(dtype), geo)
 

@@ -2,12 +2,16 @@
 
 The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (gcc/clang and ninja; about a
 minute, once: the build is cached in ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``). The build is
-keyed by the CPU's vector capability (AVX2 / AVX512 / DEFAULT), compiled for that capability only, so a cache
-shared between machines never hands an AVX-512 build to an AVX2 CPU. ``load()`` returns None (and the
-involution falls back to its eager backend, with one warning) when no compiler is available or the build fails.
+named (`extension_name`) by the CPU's vector capability (AVX2 / AVX512 / DEFAULT), compiled for that capability
+only, so a cache shared between machines never hands an AVX-512 build to an AVX2 CPU, and by a hash of the C++
+source, so a changed source is a new build in a new file: it never reuses a stale build, and never overwrites the
+``.so`` that a process started before the change still has mapped (long training runs). ``load()`` returns None
+(and the involution falls back to its eager backend, with one warning) when no compiler is available or the build
+fails.
 """
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -28,6 +32,16 @@ def capability() -> str:
         return "DEFAULT"
 
 
+SOURCE = Path(__file__).with_name("involution_native.cpp")
+
+
+def extension_name(source: str, cap: str) -> str:
+    """The build's name for the C++ ``source`` text compiled for capability ``cap``:
+    ``gan_lib_involution_<cap>_<first 12 hex digits of the source's SHA-256>``."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    return f"gan_lib_involution_{cap.lower()}_{digest}"
+
+
 def _is_built(name: str) -> bool:
     try:
         from torch.utils.cpp_extension import _get_build_directory
@@ -38,7 +52,8 @@ def _is_built(name: str) -> bool:
 
 
 def load(verbose: bool = False):
-    """The compiled module (functions ``forward``, ``transpose``, ``correlate``), or None when it cannot be built."""
+    """The compiled module (functions ``forward``, ``transpose``, ``correlate``; float32, float64 and bfloat16
+    tensors), or None when it cannot be built."""
     if "module" in _state:
         return _state["module"]
     _state["module"] = None
@@ -46,13 +61,13 @@ def load(verbose: bool = False):
         from torch.utils.cpp_extension import load as load_extension
 
         cap = capability()
-        name = f"gan_lib_involution_{cap.lower()}"
+        name = extension_name(SOURCE.read_text(), cap)
         if not _is_built(name):
             print(f"gan_lib: building the C++ involution kernels for {cap} (once, about a minute; cached)...",
                   flush=True)
         _state["module"] = load_extension(
             name=name,
-            sources=[str(Path(__file__).with_name("involution_native.cpp"))],
+            sources=[str(SOURCE)],
             extra_cflags=["-O3", "-fopenmp", *ARCH_FLAGS.get(cap, [])],
             extra_ldflags=["-fopenmp"],
             verbose=verbose,
