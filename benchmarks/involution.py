@@ -1,12 +1,15 @@
 """Involution: ``gan_lib.layers.involution2d`` against the unfold formulation of the official RedNet code.
 
     python benchmarks/involution.py [--batch 64 --channels 64 --size 32 --groups 4] [--kernels 1 3 5 7]
-        [--repeats 5] [--dtype float32|bfloat16] [--compiled]
+        [--repeats 5] [--dtype float32|bfloat16] [--compiled] [--impls native upcast ...]
 
 For each K, forward+backward (gradients for x and the kernel) of the implementations are timed side by side
 in this one process, alternating: ours with the native backend (the default: C++ loops built on first use),
 ours with the eager backend (PyTorch ops), ours with the torch.compile backend
-(``--compiled``; compiled once per K before timing) and the unfold reference, and the median is printed with the ratio unfold / ours. Peak memory is the
+(``--compiled``; compiled once per K before timing) and the unfold reference, and the median is printed with the ratio unfold / ours.
+With ``--dtype bfloat16`` ours with the native backend also runs the way it ran before its kernels took bf16
+(``upcast``: float32 copies in, float32 kernels, a bf16 copy out; bit-identical) and ``upcast/native`` is the
+speed-up of the bf16 kernels over it. Peak memory is the
 high-water mark of the resident set (VmHWM) of a fresh subprocess that builds the inputs, notes its
 RSS, then runs one forward+backward: the difference is what the call itself needed. ``unfold buffer`` is the
 size of the K*K-times larger copy of x the reference builds (our implementation never builds it).
@@ -28,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import gan_lib  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch  # noqa: E402
 
-from gan_lib.layers import involution2d, involution2d_unfold, set_backend  # noqa: E402
+from gan_lib.layers import involution2d, involution2d_unfold, set_backend, set_bf16_path  # noqa: E402
 
-IMPLS = ("native", "eager", "compiled", "unfold")  # ours with each backend (gan_lib.layers.set_backend), the reference
+# ours with each backend (gan_lib.layers.set_backend; "upcast": native with bf16 through float32 copies), the reference
+IMPLS = ("native", "upcast", "eager", "compiled", "unfold")
 
 
 def make_inputs(b, c, h, g, k, dtype, seed=0):
@@ -45,7 +49,8 @@ def fwd_bwd(impl, x, kernel, grad, k):
     if impl == "unfold":
         out = involution2d_unfold(x, kernel, k)
     else:
-        set_backend(impl)
+        set_backend("native" if impl == "upcast" else impl)
+        set_bf16_path("upcast" if impl == "upcast" else "native")
         out = involution2d(x, kernel, k)
     return torch.autograd.grad(out, (x, kernel), grad)
 
@@ -79,13 +84,17 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--compiled", action="store_true", help="also time the torch.compile backend (compiles first)")
+    p.add_argument("--impls", nargs="+", choices=IMPLS, help="time only these (the unfold reference still checks)")
     args = p.parse_args(argv)
     dtype = getattr(torch, args.dtype)
     print(f"involution fwd+bwd, B={args.batch} C={args.channels} {args.size}x{args.size} G={args.groups} "
           f"{args.dtype}, {torch.get_num_threads()} threads, median of {args.repeats}")
-    impls = [i for i in IMPLS if i != "compiled" or args.compiled]
+    impls = [i for i in (args.impls or IMPLS) if (i != "compiled" or args.compiled or args.impls)
+             and (i != "upcast" or dtype == torch.bfloat16)]
+    vs_unfold = [i for i in impls if i != "unfold" and "unfold" in impls]
+    upcast = "upcast" in impls and "native" in impls
     header = (f"{'K':>2} " + " ".join(f"{i + ' ms':>11}" for i in impls) + " " +
-              " ".join(f"{'x ' + i:>10}" for i in impls if i != "unfold") + " " +
+              " ".join(f"{'x ' + i:>10}" for i in vs_unfold) + (f" {'upcast/native':>13}" if upcast else "") + " " +
               " ".join(f"{i + ' MB':>11}" for i in impls) + f" {'unfold buffer MB':>17}")
     print(header)
     print("-" * len(header))
@@ -96,6 +105,9 @@ def main(argv=None):
         for impl in impls:  # warm-up (and compile), and every implementation must agree with the reference
             got = fwd_bwd(impl, x, kernel, grad, k)
             assert all((a.float() - b.float()).abs().max() < tol * b.float().abs().max() for a, b in zip(got, ref))
+        if upcast:  # the bf16 kernels and the upcast path agree bit for bit
+            native, upcasted = fwd_bwd("native", x, kernel, grad, k), fwd_bwd("upcast", x, kernel, grad, k)
+            assert all(torch.equal(a, b) for a, b in zip(native, upcasted))
         times = {impl: [] for impl in impls}
         for _ in range(args.repeats):
             for impl in impls:
@@ -107,9 +119,11 @@ def main(argv=None):
         a = argparse.Namespace(**{**vars(args), "k": k})
         mem = {impl: float("nan") if args.no_memory else peak_mb(impl, a) for impl in impls}
         print(f"{k:>2} " + " ".join(f"{t[i]:>11.1f}" for i in impls) + " " +
-              " ".join(f"{t['unfold'] / t[i]:>9.1f}x" for i in impls if i != "unfold") + " " +
+              " ".join(f"{t['unfold'] / t[i]:>9.1f}x" for i in vs_unfold) +
+              (f" {t['upcast'] / t['native']:>12.2f}x" if upcast else "") + " " +
               " ".join(f"{mem[i]:>11.0f}" for i in impls) + f" {buffer_mb:>17.0f}")
     set_backend("native")
+    set_bf16_path("native")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py --model igan [--precision fp32|bf16] [--steps 10] [--batch 64]
         [--image-size 64] [--width 64] [--n-critic 1] [--channels-last] [--compile] [--set key=value ...]
-        [--seeds N [--rounds 2]] [--cuda-graph] [--tf32] [--profile]
+        [--seeds N [--rounds 2]] [--cuda-graph] [--tf32] [--profile] [--involution-bf16 native|upcast|compare]
 
 The step is `gan_lib.train.train_step`, the one the training loop runs (data comes from an in-memory
 uint8 tensor, as in training). Prints the median over the timed steps; the LAST line is
@@ -14,6 +14,11 @@ side in the same process (alternating rounds, so load changes hit both), one sin
 ``stacking_speedup=`` (run-steps/s of N stacked over one seed; the issue's targets: >= 1.5 at the cpu shape
 with N=4, >= 500 run-steps/s at the paper shape on an H200), ``run_steps_per_sec=`` and, last,
 ``sec_per_step=`` of one stacked step. ``--profile`` prints the per-op profile of the (stacked) step.
+
+``--involution-bf16`` (bf16 on the CPU): ``native`` (default) runs the involution's bf16 C++ kernels, ``upcast``
+the path before them (float32 copies in, float32 kernels, a bf16 copy out; bit-identical); ``compare`` times the
+two side by side (alternating ``--rounds`` of ``--steps`` each, so load changes hit both) and prints
+``upcast_sec_per_step=`` and ``bf16_kernels_speedup=`` (upcast over native) before the usual lines.
 
 ``--cuda-graph`` (CUDA only; elsewhere a one-line error, exit 2) times the step captured in one CUDA graph
 (`gan_lib.cuda_graph.GraphedStep`) and, side by side (alternating rounds of ``--steps`` each), the eager step, both
@@ -37,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_lib.config import CHOICES, make_config, parse_overrides  # noqa: E402
 from gan_lib.cost import time_train_steps  # noqa: E402
+from gan_lib.layers import get_bf16_path, set_bf16_path  # noqa: E402
 
 TARGET_SEC_PER_STEP = 0.43
 
@@ -109,11 +115,13 @@ def main(argv=None) -> float:
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
     p.add_argument("--no-floor", action="store_true", help="skip the FLOP count / matmul-speed floor")
     p.add_argument("--seeds", type=int, default=1, help="stacked seeds (and 1 seed side by side)")
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds of N stacked / 1 seed (--seeds > 1), of graphed / eager (--cuda-graph)")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds of N stacked / 1 seed (--seeds > 1), of graphed / eager (--cuda-graph), of native / upcast (--involution-bf16 compare)")
     p.add_argument("--tf32", action="store_true", help="TF32 for fp32 matmuls/convs on CUDA")
     p.add_argument("--cuda-graph", action="store_true",
                    help="time the step captured in a CUDA graph, side by side with the eager step (CUDA only)")
     p.add_argument("--profile", action="store_true", help="print the per-op profile of the step")
+    p.add_argument("--involution-bf16", choices=("native", "upcast", "compare"), default="native",
+                   help="bf16 involution: its bf16 kernels, the float32 upcast path, or both side by side")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig field (e.g. kernel_size=7)")
     args = p.parse_args(argv)
@@ -128,6 +136,18 @@ def main(argv=None) -> float:
     seeds = args.seeds
     if args.cuda_graph:
         return graph_main(args, cfg)
+    if args.involution_bf16 == "compare":  # the bf16 kernels and the upcast path, alternating rounds
+        native, upcast = [], []
+        for _ in range(args.rounds):
+            for path, times in (("native", native), ("upcast", upcast)):
+                set_bf16_path(path)
+                times += time_train_steps(cfg, steps=args.steps, warmup=args.warmup, seeds=seeds)["times"]
+        sec_native, sec_upcast = statistics.median(native), statistics.median(upcast)
+        print(f"involution bf16, {len(native)} steps each side by side: native kernels median {sec_native:.4f} s, "
+              f"upcast path median {sec_upcast:.4f} s")
+        print(f"upcast_sec_per_step={sec_upcast:.6f}")
+        print(f"bf16_kernels_speedup={sec_upcast / sec_native:.3f} (upcast path over the bf16 kernels)")
+    set_bf16_path("upcast" if args.involution_bf16 == "upcast" else "native")
     if seeds > 1:  # N stacked and 1 alone, alternating rounds
         stacked, single = [], []
         for _ in range(args.rounds):
@@ -143,7 +163,7 @@ def main(argv=None) -> float:
     print(f"model={cfg.model} precision={cfg.precision} device={device} threads={torch.get_num_threads()} "
           f"batch={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} n_critic={cfg.n_critic} "
           f"channels_last={cfg.channels_last} compile={cfg.compile} tf32={args.tf32} seeds={seeds} "
-          f"params={params:,} (one seed) cpu={cpu_model()}")
+          f"involution_bf16={get_bf16_path()} params={params:,} (one seed) cpu={cpu_model()}")
     print(f"timed {len(times)} steps after {args.warmup} warm-up: median {sec:.4f} s, min {min(times):.4f} s, "
           f"max {max(times):.4f} s (last losses d={loss_d:.3f} g={loss_g:.3f} gp={gp:.3f})")
     if args.profile:

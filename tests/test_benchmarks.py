@@ -36,3 +36,12 @@ def test_single_seed_benchmark_keeps_the_step_target_line():
                           "--device", "cpu", "--threads", "1", "--profile")
     assert lines[-1].startswith("sec_per_step=") and "ratio_to_target=" in "\n".join(lines)
     assert "GFLOP" in "\n".join(lines) and "convolution" in "\n".join(lines)  # floor and the per-op profile
+
+
+def test_involution_bf16_compare_times_both_paths_side_by_side():
+    lines = run_benchmark("--precision", "bf16", "--image-size", "32", "--width", "8", "--batch", "4", "--steps", "1",
+                          "--warmup", "1", "--rounds", "1", "--no-floor", "--device", "cpu", "--threads", "1",
+                          "--involution-bf16", "compare")
+    upcast, sec = value(lines, "upcast_sec_per_step"), value(lines, "sec_per_step")
+    assert upcast > 0 and sec > 0 and value(lines, "bf16_kernels_speedup") > 0
+    assert lines[-1].startswith("sec_per_step=") and "involution_bf16=native" in "\n".join(lines)
