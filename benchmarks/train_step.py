@@ -160,20 +160,13 @@ def main(argv=None) -> float:
         times = stacked + times
         sec = statistics.median(times)
     loss_d, loss_g, gp, emd = r["last"]
-    print(f"model={cfg.model} precision={cfg.precision} device={device} threads={torch.get_num_threads()} "
-          f"batch={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} n_critic={cfg.n_critic} "
-          f"channels_last={cfg.channels_last} compile={cfg.compile} tf32={args.tf32} seeds={seeds} "
-          f"involution_bf16={get_bf16_path()} params={params:,} (one seed) cpu={cpu_model()}")
+    print(config_line(args, cfg, device, params, involution_bf16=get_bf16_path()))
     print(f"timed {len(times)} steps after {args.warmup} warm-up: median {sec:.4f} s, min {min(times):.4f} s, "
           f"max {max(times):.4f} s (last losses d={loss_d:.3f} g={loss_g:.3f} gp={gp:.3f})")
     if args.profile:
         print(profile_step(cfg, seeds))
     if not args.no_floor:
-        flops, peak = step_flops(cfg) * seeds, matmul_flops_per_sec(cfg, device)
-        print(f"compute floor: one step is {flops / 1e9:.0f} GFLOP of conv/matmul (torch's FLOP formulas; the "
-              f"involution and elementwise ops not counted); a {MM}x{MM} matmul runs at {peak / 1e9:.0f} GFLOP/s "
-              f"here -> floor {flops / peak:.3f} s/step at matmul speed; measured step = "
-              f"{flops / sec / 1e9:.0f} GFLOP/s ({flops / peak / sec:.0%} of matmul speed)")
+        print(floor_line(cfg, seeds, device, sec))
     one_seed = sec if seeds == 1 else sec_single
     if seeds > 1:
         print(f"single_sec_per_step={sec_single:.6f} ({len(single)} steps side by side)")
@@ -183,6 +176,24 @@ def main(argv=None) -> float:
     print(f"run_steps_per_sec={seeds / sec:.3f}")
     print(f"sec_per_step={sec:.6f}")
     return sec
+
+
+def config_line(args, cfg, device, params: int, **extra) -> str:
+    """The first line of a report: the step's shape and settings, the machine, then ``extra`` (key=value)."""
+    more = "".join(f" {k}={v}" for k, v in extra.items())
+    return (f"model={cfg.model} precision={cfg.precision} device={device} threads={torch.get_num_threads()} "
+            f"batch={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} n_critic={cfg.n_critic} "
+            f"channels_last={cfg.channels_last} compile={cfg.compile} tf32={args.tf32} seeds={args.seeds}{more} "
+            f"params={params:,} (one seed) cpu={cpu_model()}")
+
+
+def floor_line(cfg, seeds: int, device, sec: float) -> str:
+    """The step's conv/matmul FLOPs, this device's matmul speed, the floor they give and how close ``sec`` is."""
+    flops, peak = step_flops(cfg) * seeds, matmul_flops_per_sec(cfg, device)
+    return (f"compute floor: one step is {flops / 1e9:.0f} GFLOP of conv/matmul (torch's FLOP formulas; the "
+            f"involution and elementwise ops not counted); a {MM}x{MM} matmul runs at {peak / 1e9:.0f} GFLOP/s "
+            f"here -> floor {flops / peak:.3f} s/step at matmul speed; measured step = "
+            f"{flops / sec / 1e9:.0f} GFLOP/s ({flops / peak / sec:.0%} of matmul speed)")
 
 
 LAST_RUN: dict = {}  # --cuda-graph: the last run's figures (scripts/gpu_check.sh reads them to plan the next N)
@@ -212,21 +223,14 @@ def graph_report(args, cfg, device, r: dict) -> float:
     sec = statistics.median(graphed) if graphed else sec_eager
     times = graphed or eager
     loss_d, loss_g, gp, emd = r["last"]
-    print(f"model={cfg.model} precision={cfg.precision} device={device} threads={torch.get_num_threads()} "
-          f"batch={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} n_critic={cfg.n_critic} "
-          f"channels_last={cfg.channels_last} compile={cfg.compile} tf32={args.tf32} seeds={seeds} "
-          f"cuda_graph={'captured' if graphed else 'not captured'} params={r['params']:,} (one seed) "
-          f"cpu={cpu_model()}")
+    print(config_line(args, cfg, device, r["params"], cuda_graph="captured" if graphed else "not captured"))
     print(f"timed {len(times)} {'graphed' if graphed else 'eager'} steps after {r['graph_warmup']} warm-up "
           f"steps and the capture: median {sec:.4f} s, min {min(times):.4f} s, max {max(times):.4f} s (last losses "
           f"d={loss_d:.3f} g={loss_g:.3f} gp={gp:.3f})")
     if args.profile:
         print(profile_step(cfg, seeds))
     if not args.no_floor:
-        flops, peak = step_flops(cfg) * seeds, matmul_flops_per_sec(cfg, device)
-        print(f"compute floor: one step is {flops / 1e9:.0f} GFLOP of conv/matmul; a {MM}x{MM} matmul runs at "
-              f"{peak / 1e9:.0f} GFLOP/s here -> floor {flops / peak:.3f} s/step; measured step = "
-              f"{flops / sec / 1e9:.0f} GFLOP/s ({flops / peak / sec:.0%} of matmul speed)")
+        print(floor_line(cfg, seeds, device, sec))
     print(f"eager_sec_per_step={sec_eager:.6f} ({len(eager)} steps side by side)")
     if r["reason"] is not None:
         print(f"cuda_graph: not captured: {r['reason']}")
@@ -254,45 +258,30 @@ def graph_vs_eager(cfg, steps: int, warmup: int, seeds: int, rounds: int, channe
     import time
     import warnings
 
-    from gan_lib.config import TrainConfig
+    from gan_lib.cost import BenchmarkRun
     from gan_lib.cuda_graph import GraphedStep
-    from gan_lib.train import TrainState, autocast, resolve_device, train_step
 
-    device = resolve_device(cfg.device)
-    n_images = max(256, cfg.batch_size)
-    cfgs = [TrainConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + i}) for i in range(seeds)]
-    images = torch.randint(0, 256, (n_images, channels, cfg.image_size, cfg.image_size), dtype=torch.uint8)
-    amp = autocast(device, cfg.precision)
-
-    class _Images:  # the ImageDataset.batch interface over the random images
-        @staticmethod
-        def batch(idx):
-            return images[idx].float() / 127.5 - 1
-
-    g_state, e_state = TrainState(cfgs, channels, device, n_images), TrainState(cfgs, channels, device, n_images)
+    g_run = BenchmarkRun(cfg, seeds, channels)
+    e_run = BenchmarkRun(cfg, seeds, channels, data=g_run.data)
+    g_state = g_run.state
     with warnings.catch_warnings(record=True):  # the reason is printed as one line (GraphedStep.fallback_reason)
         warnings.simplefilter("always")
-        graph = GraphedStep(g_state.G_fwd, g_state.D, g_state.opt_g, g_state.opt_d, g_state.noise(), cfg, amp,
+        graph = GraphedStep(g_state.G_fwd, g_state.D, g_state.opt_g, g_state.opt_d, g_state.noise(), cfg, g_run.amp,
                             warmup=max(warmup, 1))
         for _ in range(graph.warmup + 1):  # warm-up steps, then the capture and its first replay
-            stats = graph.step(lambda: g_state.next_batch(_Images))
+            stats = graph.step(g_run.next_batch)
     for _ in range(warmup):
-        train_step(e_state.G_fwd, e_state.D, e_state.opt_g, e_state.opt_d, lambda: e_state.next_batch(_Images),
-                   e_state.noise(), cfg, amp)
+        e_run.step()
     counts = {"graph": graph.warmup + 1, "eager": warmup}
-
-    def sync():
-        if device.type == "cuda":  # (elsewhere GraphedStep is the eager step: tests of the fallback)
-            torch.cuda.synchronize(device)
 
     def timed(step, side) -> list:
         nonlocal stats
         out = []
         for _ in range(steps):
-            sync()
+            g_run.sync()  # (off CUDA GraphedStep is the eager step: tests of the fallback)
             t0 = time.perf_counter()
             s = step()
-            sync()
+            g_run.sync()
             out.append(time.perf_counter() - t0)
             if side == "graph":
                 stats = s
@@ -302,13 +291,11 @@ def graph_vs_eager(cfg, steps: int, warmup: int, seeds: int, rounds: int, channe
     graphed, eager = [], []
     for _ in range(rounds):
         if graph.graphed:
-            graphed += timed(lambda: graph.step(lambda: g_state.next_batch(_Images)), "graph")
-        eager += timed(lambda: train_step(e_state.G_fwd, e_state.D, e_state.opt_g, e_state.opt_d,
-                                          lambda: e_state.next_batch(_Images), e_state.noise(), cfg, amp), "eager")
-    params = (sum(p.numel() for p in g_state.G.parameters()) + sum(p.numel() for p in g_state.D.parameters())) // seeds
+            graphed += timed(lambda: graph.step(g_run.next_batch), "graph")
+        eager += timed(e_run.step, "eager")
     reason = None if graph.graphed else graph.fallback_reason
     graph.close()
-    return dict(graphed=graphed, eager=eager, reason=reason, last=stats[0].tolist(), params=params,
+    return dict(graphed=graphed, eager=eager, reason=reason, last=stats[0].tolist(), params=g_run.params,
                 graph_warmup=graph.warmup, graph_steps=counts["graph"], eager_steps=counts["eager"])
 
 
@@ -331,24 +318,10 @@ def profile_step(cfg, seeds: int, steps: int = 3) -> str:
     """torch.profiler's per-op table (self CPU time) of ``steps`` stacked training steps."""
     from torch.profiler import ProfilerActivity, profile
 
-    from gan_lib.train import TrainState, autocast, resolve_device, train_step
+    from gan_lib.cost import BenchmarkRun
 
-    device = resolve_device(cfg.device)
-    cfgs = [type(cfg).from_dict({**cfg.to_dict(), "seed": cfg.seed + i}) for i in range(seeds)]
-    state = TrainState(cfgs, 3, device, 256)
-    images = torch.randint(0, 256, (256, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8)
-
-    class _Images:
-        @staticmethod
-        def batch(idx):
-            return images[idx].float() / 127.5 - 1
-
-    amp = autocast(device, cfg.precision)
-
-    def step():
-        train_step(state.G_fwd, state.D, state.opt_g, state.opt_d, lambda: state.next_batch(_Images), state.noise(),
-                   cfg, amp)
-
+    run = BenchmarkRun(cfg, seeds)
+    device, step = run.device, run.step
     step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:

@@ -110,9 +110,61 @@ def peak_rss_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
+class RandomImages:
+    """The ``ImageDataset.batch`` interface over ``n`` random uint8 images in memory (timing: a batch costs the
+    uint8 -> float conversion a real dataset's batch costs)."""
+
+    def __init__(self, n: int, channels: int, size: int):
+        import torch
+
+        self.images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8)
+
+    def batch(self, idx):
+        return self.images[idx].float() / 127.5 - 1
+
+
+class BenchmarkRun:
+    """``seeds`` seed-stacked copies of ``cfg`` (seeds cfg.seed, cfg.seed + 1, ...; `train.TrainState`) over
+    `RandomImages`: what the step benchmarks time. ``data`` may be shared between runs; ``step()`` is one
+    ``train.train_step`` and returns its (S, 4) stats."""
+
+    def __init__(self, cfg: TrainConfig, seeds: int = 1, channels: int = 3, data: RandomImages | None = None):
+        from .train import TrainState, autocast, resolve_device
+
+        self.cfg, self.seeds = cfg, seeds
+        self.device = resolve_device(cfg.device)
+        n_images = max(256, cfg.batch_size)
+        cfgs = [TrainConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + i}) for i in range(seeds)]
+        self.state = TrainState(cfgs, channels, self.device, n_images)  # (a bad channel count fails here)
+        self.data = RandomImages(n_images, channels, cfg.image_size) if data is None else data
+        self.amp = autocast(self.device, cfg.precision)
+
+    def next_batch(self):
+        return self.state.next_batch(self.data)
+
+    def step(self):
+        from .train import train_step
+
+        s = self.state
+        return train_step(s.G_fwd, s.D, s.opt_g, s.opt_d, self.next_batch, s.noise(), self.cfg, self.amp)
+
+    def sync(self) -> None:
+        """Wait for the device (CUDA; a no-op elsewhere), so a step is timed to its end."""
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+    @property
+    def params(self) -> int:
+        """Parameters of G + D of one seed."""
+        s = self.state
+        return (sum(p.numel() for p in s.G.parameters()) + sum(p.numel() for p in s.D.parameters())) // self.seeds
+
+
 def time_train_steps(cfg: TrainConfig, steps: int = 5, warmup: int = 2, channels: int = 3, seeds: int = 1) -> dict:
     """Time ``steps`` full training steps (``train.train_step``) of ``cfg`` after ``warmup``, in this process,
-    for ``seeds`` seed-stacked copies (`train.TrainState`; 1: a plain run).
+    for ``seeds`` seed-stacked copies (`BenchmarkRun`; 1: a plain run).
 
     Data are random uint8 images in memory. Returns {times (seconds per timed step), sec_per_step (median),
     sec_per_step_min, last (loss_d, loss_g, gp, emd of the last step, first seed), params (G + D of one seed),
@@ -120,38 +172,17 @@ def time_train_steps(cfg: TrainConfig, steps: int = 5, warmup: int = 2, channels
     import statistics
     import time
 
-    import torch
-
-    from .train import TrainState, autocast, resolve_device, train_step
-
-    device = resolve_device(cfg.device)
-    n_images = max(256, cfg.batch_size)
-    cfgs = [TrainConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + i}) for i in range(seeds)]
-    state = TrainState(cfgs, channels, device, n_images)  # (a bad channel count fails here, in the networks)
-    images = torch.randint(0, 256, (n_images, channels, cfg.image_size, cfg.image_size), dtype=torch.uint8)
-    amp = autocast(device, cfg.precision)
-
-    class _Images:  # the ImageDataset.batch interface over the random images
-        @staticmethod
-        def batch(idx):
-            return images[idx].float() / 127.5 - 1
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
+    run = BenchmarkRun(cfg, seeds, channels)
     times, stats = [], None
     for i in range(warmup + steps):
-        sync()
+        run.sync()
         t0 = time.perf_counter()
-        stats = train_step(state.G_fwd, state.D, state.opt_g, state.opt_d, lambda: state.next_batch(_Images),
-                           state.noise(), cfg, amp)
-        sync()
+        stats = run.step()
+        run.sync()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    params = (sum(p.numel() for p in state.G.parameters()) + sum(p.numel() for p in state.D.parameters())) // seeds
     return dict(times=times, sec_per_step=statistics.median(times), sec_per_step_min=min(times),
-                last=stats[0].tolist(), params=params, device=device, seeds=seeds)
+                last=stats[0].tolist(), params=run.params, device=run.device, seeds=seeds)
 
 
 def _measure(job: dict) -> dict:
