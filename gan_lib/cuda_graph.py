@@ -157,8 +157,7 @@ class GraphedStep:
             raise ValueError("warmup must be >= 1: the optimizers' states must exist before the capture")
         self.G, self.D, self.opt_g, self.opt_d, self.cfg, self.amp = G, D, opt_g, opt_d, cfg, amp
         self.device = next(D.parameters()).device
-        if isinstance(noise, torch.Generator):
-            noise = SeedNoise([noise], cfg.z_dim, next(D.parameters()).dtype)
+        noise = SeedNoise.of(noise, cfg.z_dim, next(D.parameters()).dtype)
         self.noise, self.warmup, self.clone_stats = noise, warmup, clone_stats
         self.capture_error_mode = capture_error_mode
         self.steps, self.graph, self.fallback_reason = 0, None, None

@@ -127,6 +127,11 @@ class SeedNoise:
     def __init__(self, generators: list, z_dim: int, dtype: torch.dtype = torch.float32):
         self.generators, self.z_dim, self.dtype = list(generators), z_dim, dtype
 
+    @classmethod
+    def of(cls, noise, z_dim: int, dtype: torch.dtype) -> "SeedNoise":
+        """``noise`` itself, or for one ``torch.Generator`` the one-seed `SeedNoise` over it."""
+        return cls([noise], z_dim, dtype) if isinstance(noise, torch.Generator) else noise
+
     def z(self, batch: int, device) -> torch.Tensor:
         """(B, S*z_dim)."""
         zs = [torch.randn(batch, self.z_dim, device=device, generator=g, dtype=self.dtype) for g in self.generators]
@@ -150,8 +155,7 @@ def train_step(G, D, opt_g, opt_d, next_batch, noise, cfg: TrainConfig, amp) -> 
     """
     B = cfg.batch_size
     device = next(D.parameters()).device
-    if isinstance(noise, torch.Generator):
-        noise = SeedNoise([noise], cfg.z_dim, next(D.parameters()).dtype)
+    noise = SeedNoise.of(noise, cfg.z_dim, next(D.parameters()).dtype)
     S = len(noise.generators)
     stats = None
     # critic steps: the generator runs without a graph
