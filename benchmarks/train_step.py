@@ -115,7 +115,9 @@ def main(argv=None) -> float:
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
     p.add_argument("--no-floor", action="store_true", help="skip the FLOP count / matmul-speed floor")
     p.add_argument("--seeds", type=int, default=1, help="stacked seeds (and 1 seed side by side)")
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds of N stacked / 1 seed (--seeds > 1), of graphed / eager (--cuda-graph), of native / upcast (--involution-bf16 compare)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="alternating rounds of N stacked / 1 seed (--seeds > 1), of graphed / eager (--cuda-graph), "
+                        "of native / upcast (--involution-bf16 compare)")
     p.add_argument("--tf32", action="store_true", help="TF32 for fp32 matmuls/convs on CUDA")
     p.add_argument("--cuda-graph", action="store_true",
                    help="time the step captured in a CUDA graph, side by side with the eager step (CUDA only)")

@@ -12,7 +12,6 @@ The notebooks use `experiment` (a notebook's specs with its parameters applied, 
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -209,7 +208,7 @@ def run_group(specs: list[RunSpec], preset: str, paths: list[Path], *, threads: 
         run = RunDir(path)
         status = run.read_status()
         if status.get("state") in ("completed", "diverged") and status.get("steps") == cfg.steps:
-            saved = json.loads((path / "config.json").read_text())
+            saved = run.load_config()
             if not config_differences(saved, cfg, ignore=("data_root",)):
                 try:
                     if data_fingerprint is not None:
@@ -223,7 +222,8 @@ def run_group(specs: list[RunSpec], preset: str, paths: list[Path], *, threads: 
                 continue
         if not train:
             outcomes[i] = {**outcome, "state": "not_trained", "step": status.get("step"), "reused": False,
-                           "wall_sec": 0.0, "reason": f"not finished ({run.effective_state(status) or 'no run folder'}); train=False"}
+                           "wall_sec": 0.0,
+                           "reason": f"not finished ({run.effective_state(status) or 'no run folder'}); train=False"}
             continue
         try:
             holder = run.lock_holder() if path.exists() else None

@@ -9,9 +9,9 @@ The run folders are exactly those the notebook finds (`study.run_path`; same con
 later with ``python -m gan_lib reproduce --no-train`` reuses them. ``--jobs`` runs train at a time
 (`study.run_all`), started seed-major (every configuration of seed 0, then seed 1, ...), so a stop at a deadline
 leaves the lowest seeds finished; ``--configs`` trains only the named configurations (e.g. to finish every seed
-of some configurations before starting the next). SIGINT (Ctrl-C, or ``kill -INT -- -PGID`` to the process group) stops the
-running runs, which save a checkpoint and mark themselves interrupted (they resume on the next call), and no
-new run starts after it (exit code 130). One JSON line per run on stdout as it ends. ``--stack on`` trains each
+of some configurations before starting the next). SIGINT (Ctrl-C, or ``kill -INT -- -PGID`` to the process group)
+stops the running runs, which save a checkpoint and mark themselves interrupted (they resume on the next call), and
+no new run starts after it (exit code 130). One JSON line per run on stdout as it ends. ``--stack on`` trains each
 configuration's seeds as one stacked model (one job per configuration; ``auto``, the default: on a GPU only,
 `study.stack_default`).
 """
