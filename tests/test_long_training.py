@@ -220,3 +220,94 @@ def test_figures(flip, tmp_path):
     fig = plots.grids_at_steps(firsts, [20, 40], path=tmp_path / "grids.png")
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert len(fig.axes) == 6 and any(t.startswith("no grid at step 20") for t in texts)  # b-s3 diverged at 15
+
+
+def test_the_families_are_the_declared_variants_whatever_runs_exist(five):
+    """A partial render (kernel batch norm not trained yet) keeps the families of the full one: the missing
+    variant has no value (p = 1 for Holm, conservative: Holm never rejects less when a p-value falls)."""
+    end, at = lt.summarize_long(five), lt.summarize_at(five, 20)
+    kbn = BASE + "-kernel-batch-norm"
+    part_end, part_at = end[end["label"] != kbn], at[at["label"] != kbn]
+    full = lt.long_training_claims(end, at, "swd", "cpu", 20, 40, labels=LABELS)
+    part = lt.long_training_claims(part_end, part_at, "swd", "cpu", 20, 40, labels=LABELS)
+    diff = part[(part["kind"] == "difference") & (part["metric"] == "swd_final")].set_index("claim")
+    assert len(diff) == 4 and set(diff["adjustment"]) == {"holm over 4 variants vs the baseline at the end"}
+    row = diff.loc[[c for c in diff.index if c.startswith("kernel-batch-norm")][0]]
+    assert row["n_seeds"] == 0 and np.isnan(row["estimate"]) and row["verdict"] == "inconclusive"
+    full_diff = full[(full["kind"] == "difference") & (full["metric"] == "swd_final")].set_index("claim")
+    for claim, r in diff.iterrows():  # every verdict reached without kernel batch norm stands with it
+        if r["verdict"] != "inconclusive":
+            assert full_diff.loc[claim, "verdict"] == r["verdict"]
+    # without the declared labels the family shrinks to the runs present (what the labels argument prevents)
+    shrunk = lt.long_training_claims(part_end, part_at, "swd", "cpu", 20, 40)
+    assert "holm over 3 variants vs the baseline at the end" in set(shrunk["adjustment"])
+    cmp = lt.compare_points({"end": part_end}, BASE, "swd", variants=LABELS).set_index("variant")
+    assert list(cmp.index) == LABELS[1:] and cmp.loc[kbn, "end_direction"] == "no value"
+    assert cmp["end_confidence"].max() == pytest.approx(1 - 0.05 / 4)
+
+
+def _short_tables(results, five_end):
+    """Rendered run tables of a fake short study: 03 with the baseline and the stability variants (two
+    involutions 5 better than the baseline, kernel spectral norm too), 02 with case 1 and case 3 (case 3 10 worse;
+    02's case 1 must not be used: 03 has the baseline)."""
+    rows = []
+    for label in (BASE, BASE + "-two-involutions", BASE + "-two-involutions-clip", BASE + "-kernel-spectral-norm",
+                  BASE + "-kernel-batch-norm"):
+        for seed, d in enumerate((0.0, 0.2, -0.2)):
+            better = label.endswith(("two-involutions", "spectral-norm"))
+            rows.append(dict(label=label, seed=seed, state="completed", swd_final=(5 if better else 10) + d,
+                             swd_best=4 + d, gp_high_step=np.nan if seed or "batch" not in label else 700.0))
+    report.save_table(pd.DataFrame(rows), results / "03_stability", "runs")
+    rows = [dict(label=label, seed=seed, state="completed", swd_final=(30 if label == BASE else 20) + d,
+                 swd_best=1.0, gp_high_step=np.nan)
+            for label in (BASE, study.igan_label(7, 4, 2)) for seed, d in enumerate((0.0, 0.2, -0.2))]
+    report.save_table(pd.DataFrame(rows), results / "02_involution_hyperparameters", "runs")
+
+
+def test_what_the_long_runs_change_claim_by_claim(five, tmp_path):
+    from gan_lib.report import claims as C
+
+    results = tmp_path / "results" / "cpu"
+    assert len(lt.short_study_summary(results, LABELS)) == 0  # nothing rendered: no short point
+    end, at = lt.summarize_long(five), lt.summarize_at(five, 20)
+    _short_tables(results, end)
+    short = lt.short_study_summary(results, LABELS)
+    assert set(short["label"]) == set(LABELS) and len(short) == 15  # not kernel spectral norm, not 02's case 1
+    assert set(short.loc[short["label"] == BASE, "notebook"]) == {"03_stability"}
+    assert set(short.loc[short["label"] == study.igan_label(7, 4, 2), "notebook"]) == {
+        "02_involution_hyperparameters"}
+    assert short.loc[short["label"] == BASE, "swd_final"].mean() == pytest.approx(10.0)
+
+    points = {"short": short, "at20": at, "end": end}
+    cmp = lt.compare_points(points, BASE, "swd", variants=LABELS)
+    changes = lt.what_changes(cmp, list(points), short, end, BASE).set_index("label")
+    two = changes.loc[BASE + "-two-involutions"]
+    # short study: 5 better (contradicted); at step 20: 1 better; at the end: 10 worse (reproduced)
+    assert (two["short_verdict"], two["at20_verdict"], two["end_verdict"]) == ("contradicted", "contradicted",
+                                                                            "reproduced")
+    assert two["change"] == "contradicted -> reproduced" and two["short_value"].startswith("-5.00 [")
+    # clipping: the same as the baseline in the short study, 5 better at the end
+    assert changes.loc[BASE + "-two-involutions-clip", "change"] == "inconclusive -> contradicted"
+    assert changes.loc[BASE + "-kernel-batch-norm", "unstable_short"] == "1 of 3"
+    assert changes.loc[BASE + "-kernel-batch-norm", "unstable_long"] == "1 of 3"
+    assert changes.loc[BASE + "-two-involutions", "unstable_long_baseline"] == "0 of 3"
+    # the end's verdicts are the claims table's (the same family, the same level)
+    claims = lt.long_training_claims(end, at, "swd", "cpu", 20, 40, labels=LABELS)
+    diff = claims[(claims["kind"] == "difference") & (claims["metric"] == "swd_final")]
+    assert list(diff["verdict"]) == list(changes["end_verdict"])
+
+    text = lt.what_changes_markdown(changes.reset_index())
+    assert "| configuration | the paper | short study: difference [interval], verdict | long runs at step 20: " in text
+    assert "| -5.00 [" in text and "(n = 3): contradicted |" in text and "**contradicted -> reproduced**" in text
+    assert text.count("\n") == 2 + 4
+    assert lt.point_name("at2000") == "long runs at step 2,000" and lt.point_name("end") == "long runs at the end"
+
+    # the README block reads the table the notebook saved; before notebook 05 is rendered it says so
+    assert C.long_training_table(results) == "Notebook 05 is not rendered at this preset yet.\n"
+    report.save_table(changes.reset_index(), results / "05_long_training", "table_what_changes")
+    assert C.long_training_table(results) == text
+    readme = tmp_path / "results" / "README.md"
+    readme.write_text("# R\n\n" + C.readme_markers("long-training", "cpu"))
+    (results / "claims.csv").write_text(",".join(C.COLUMNS) + "\n")
+    assert C.update_readme(readme, results, "cpu") == ["long-training"]
+    assert C.readme_block_text(readme.read_text(), "long-training", "cpu") == text

@@ -59,7 +59,10 @@ EXPECTED = {
 EXPECTED_COLUMNS_ONLY = {"05_long_training": {
     "table_against_baseline": ["variant", "at2_diff", "at2_ci_low", "at2_direction", "end_diff", "end_ci_high",
                                "end_direction", "same"],
-    "table_ranking": ["label", "at2_mean", "at2_rank", "end_mean", "end_rank", "rank_changed"]}}
+    "table_ranking": ["label", "at2_mean", "at2_rank", "end_mean", "end_rank", "rank_changed"],
+    # no short study rendered beside it: the two points of the long runs only
+    "table_what_changes": ["label", "paper", "at2_value", "at2_verdict", "end_value", "end_verdict", "unstable_long",
+                           "change"]}}
 UNDEFINED_WITH_ONE_SEED = ("_sd", "_ci_low", "_ci_high")
 UNDEFINED_WHEN_IT_NEVER_HAPPENED = ("gp_high_step",)  # NaN: the GP never stayed high
 

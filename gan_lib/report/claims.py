@@ -42,7 +42,7 @@ __all__ = ["ALPHA", "COLUMNS", "KINDS", "VERDICTS", "MARGINS", "equivalence_marg
            "difference_family", "equivalence_claim", "machine_effect_claim", "descriptive_claim", "notebook_claims",
            "CLAIMS", "claims_path", "save_claims", "read_claims", "claims_markdown", "readme_claims_table",
            "configurations_table", "readme_blocks", "readme_block_text", "readme_markers", "update_readme",
-           "AGGREGATE_TABLES", "MARGIN_NOTES"]
+           "AGGREGATE_TABLES", "MARGIN_NOTES", "long_training_table"]
 
 ALPHA = 0.05
 KINDS = ("difference", "equivalence", "descriptive")
@@ -547,12 +547,24 @@ def _markers(block: str, preset: str) -> tuple[str, str]:
     return begin, f"<!-- END {block} ({preset}) -->"
 
 
+def long_training_table(results_dir: str | Path) -> str:
+    """Markdown of notebook 05's "what the long runs change" (``05_long_training/table_what_changes.csv``,
+    `long_training.what_changes_markdown`); a line saying so when 05 is not rendered."""
+    from .long_training import what_changes_markdown
+
+    path = Path(results_dir) / "05_long_training" / "table_what_changes.csv"
+    if not path.exists():
+        return "Notebook 05 is not rendered at this preset yet.\n"
+    return what_changes_markdown(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+
+
 def readme_blocks(results_dir: str | Path, preset: str) -> dict[str, str]:
-    """{block name: generated Markdown} for results/README.md: ``claims`` (from claims.csv) and
-    ``configurations`` (from the per-configuration tables)."""
+    """{block name: generated Markdown} for results/README.md: ``claims`` (from claims.csv), ``configurations``
+    (from the per-configuration tables) and ``long-training`` (notebook 05's "what the long runs change")."""
     results_dir = Path(results_dir)
     return {"claims": readme_claims_table(read_claims(results_dir / "claims.csv")),
-            "configurations": configurations_table(results_dir)}
+            "configurations": configurations_table(results_dir),
+            "long-training": long_training_table(results_dir)}
 
 
 def _block_pattern(block: str, preset: str) -> re.Pattern:

@@ -27,7 +27,8 @@ from .stats import holm_adjusted_p, holm_levels, t_interval, welch_interval
 
 __all__ = ["GP_END_FRACTION", "OUTCOME_CLASSES", "classify", "summarize_at", "summarize_long", "outcome_counts",
            "compare_points", "ranking_points", "paper_statements", "long_training_claims", "describe_points",
-           "grid_steps"]
+           "grid_steps", "SHORT_STUDY", "short_study_summary", "what_changes",
+           "what_changes_markdown", "point_name"]
 
 GP_END_FRACTION = 0.1  # gp_end: the median GP over the last 10% of a run's logged steps (one step's GP is noisy)
 OUTCOME_CLASSES = ("completed", "diverged", "collapsed")
@@ -155,15 +156,18 @@ def _direction(w: dict) -> str:
 
 
 def compare_points(points: dict[str, pd.DataFrame], baseline: str, metric: str, which: str = "final",
-                   alpha: float = ALPHA) -> pd.DataFrame:
+                   alpha: float = ALPHA, variants: list[str] | None = None) -> pd.DataFrame:
     """Each variant minus the baseline at each point: ``points`` {point name: a summary at that point}
     (`summarize_at` for the 2,000-step point, `summarize_long` for the end), on ``<metric>_<which>`` ("final":
     the value at the point; "best": the best up to it). One row per variant: per point ``<point>_diff``,
     ``<point>_ci_low``, ``<point>_ci_high`` (Welch, at the level Holm tests it at over the variants at that point),
     ``<point>_p_adjusted``, ``<point>_direction`` (worse / better / not distinguishable), and ``same``: True when
-    every point says the same, False when they differ, None when a point has no interval (fewer than 2 seeds)."""
-    labels = list(pd.unique(next(iter(points.values()))["label"]))
-    variants = [label for label in labels if label != baseline]
+    every point says the same, False when they differ, None when a point has no interval (fewer than 2 seeds).
+    ``variants``: the declared variants (one Holm family at each point, whatever a point holds; a variant without
+    runs there has no value and counts as p = 1); None: the first point's labels."""
+    if variants is None:
+        variants = list(pd.unique(next(iter(points.values()))["label"]))
+    variants = [label for label in variants if label != baseline]
     column = f"{metric}_{which}"
     rows = [dict(variant=v, reference=baseline, statistic=column) for v in variants]
     for point, summary in points.items():
@@ -175,6 +179,98 @@ def compare_points(points: dict[str, pd.DataFrame], baseline: str, metric: str, 
         said = {row[f"{p}_direction"] for p in points}
         row["same"] = None if said & {"no value", "no interval"} else len(said) == 1
     return pd.DataFrame(rows)
+
+
+SHORT_STUDY = ("03_stability", "02_involution_hyperparameters")  # where the short study judged each configuration
+
+
+def short_study_summary(results_dir, labels: list[str]) -> pd.DataFrame:
+    """The short study's runs of ``labels`` (2,000 steps at cpu), from the run tables its notebooks rendered into
+    ``results_dir`` (= results/<preset>: ``<notebook>/runs.csv``, written from the committed run records): each
+    label from the first notebook of `SHORT_STUDY` that has it (03: the baseline and the stability variants; 02:
+    case 3), with a ``notebook`` column. Empty when none of them is rendered there."""
+    from pathlib import Path
+
+    from .tables import read_table
+
+    parts, seen = [], set()
+    for name in SHORT_STUDY:
+        if not (Path(results_dir) / name / "runs.csv").exists():
+            continue
+        runs = read_table(Path(results_dir) / name, "runs")
+        mine = runs[runs["label"].isin([label for label in labels if label not in seen])]
+        seen |= set(mine["label"])
+        parts.append(mine.assign(notebook=name))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["label", "seed", "notebook"])
+
+
+def what_changes(comparison: pd.DataFrame, points: list[str], short: pd.DataFrame, end: pd.DataFrame,
+                 baseline: str) -> pd.DataFrame:
+    """Claim by claim, what the long runs change: per variant of `compare_points`'s ``comparison`` (which has the
+    ``points``, the short study's first and the end last), the paper's statement, each
+    point's difference [interval] and its verdict by `report.claims.verdict` (difference, the paper's sign: the
+    variant is worse), the unstable runs (`report.claims.unstable`) in the short study and in the long runs, and
+    ``change``: "holds: <verdict>" when the first point and the end agree, else "<first> -> <end>"."""
+    from .claims import unstable, verdict
+
+    paper = paper_statements()
+    names = list(points)
+    first, last = names[0], names[-1]
+
+    def count(summary, label):
+        g = summary[summary["label"] == label] if len(summary) else summary
+        return f"{int(unstable(g).sum())} of {len(g)}" if len(g) else "n/a"
+
+    rows = []
+    for r in comparison.to_dict("records"):
+        row = dict(label=r["variant"], paper=paper.get(r["variant"], ""))
+        for p in names:
+            low, high = r[f"{p}_ci_low"], r[f"{p}_ci_high"]
+            row[f"{p}_value"] = _interval(dict(diff=r[f"{p}_diff"], ci_low=low, ci_high=high))
+            row[f"{p}_n"] = r[f"{p}_n"]
+            row[f"{p}_verdict"] = (verdict("difference", low, high, 1.0) if np.isfinite(r[f"{p}_diff"])
+                                   else "no value")
+        row["unstable_short"] = count(short, r["variant"])
+        row["unstable_short_baseline"] = count(short, baseline)
+        row["unstable_long"] = count(end, r["variant"])
+        row["unstable_long_baseline"] = count(end, baseline)
+        a, b = row[f"{first}_verdict"], row[f"{last}_verdict"]
+        row["change"] = f"holds: {a}" if a == b else f"{a} -> {b}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def point_name(point: str) -> str:
+    """How the tables name a point of `compare_points`: "short" (the short study's runs), "at<S>" (the long runs
+    read at step S), "end" (the long runs at their end)."""
+    if point == "short":
+        return "short study"
+    if point.startswith("at") and point[2:].isdigit():
+        return f"long runs at step {int(point[2:]):,}"
+    return "long runs at the end" if point == "end" else point
+
+
+def what_changes_markdown(changes: pd.DataFrame) -> str:
+    """`what_changes`'s table as Markdown (the notebook's and results/README.md's "what the long runs change"):
+    per variant the paper's statement, each point's difference [interval] (n) and verdict (the points: the
+    ``<point>_verdict`` columns, named by `point_name`), the unstable runs and the change."""
+    if not len(changes):
+        return "No variant to compare."
+    names = [c.removesuffix("_verdict") for c in changes.columns if c.endswith("_verdict")]
+    points = {p: point_name(p) for p in names}
+    head = (["configuration", "the paper"] + [f"{points[p]}: difference [interval], verdict" for p in names]
+            + ["unstable runs (baseline): short / long", "what the long runs change"])
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    for r in changes.to_dict("records"):
+        cells = [r["label"], r["paper"]]
+        for p in names:
+            n = r[f"{p}_n"]
+            cells.append(f"{r[f'{p}_value']}" + (f" (n = {int(n)})" if n == n else "") + f": {r[f'{p}_verdict']}")
+        cells.append(f"{r['unstable_short']} ({r['unstable_short_baseline']}) / {r['unstable_long']} "
+                     f"({r['unstable_long_baseline']})")
+        cells.append(f"**{r['change']}**")
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def ranking_points(points: dict[str, pd.DataFrame], metric: str, which: str = "final") -> pd.DataFrame:
@@ -214,7 +310,8 @@ def _short(label: str, base: str) -> str:
 
 
 def long_training_claims(end: pd.DataFrame, at_reference: pd.DataFrame, metric: str, preset: str,
-                         reference_step: int, steps: int, alpha: float = ALPHA) -> pd.DataFrame:
+                         reference_step: int, steps: int, alpha: float = ALPHA,
+                         labels: list[str] | None = None) -> pd.DataFrame:
     """Notebook 05's rows of claims.csv (``notebook`` "05"), verdicts by `report.claims.verdict`:
 
     1. difference, one Holm family over the four variants, expected sign +1: each variant (two involutions,
@@ -228,7 +325,10 @@ def long_training_claims(end: pd.DataFrame, at_reference: pd.DataFrame, metric: 
     4. descriptive: Spearman's rho between the configurations' mean ``metric`` at the reference step and at the end
        (does the ranking of the short study hold?).
 
-    ``end``: `summarize_long` of the runs; ``at_reference``: `summarize_at` of them at ``reference_step``."""
+    ``end``: `summarize_long` of the runs; ``at_reference``: `summarize_at` of them at ``reference_step``;
+    ``labels``: the notebook's declared configurations (the families are fixed by them, not by the runs that exist:
+    a partial render has the final families; a variant without runs has no value and counts as p = 1); None: the
+    labels of ``end``."""
     from scipy import stats
 
     from ..study import igan_label
@@ -236,7 +336,8 @@ def long_training_claims(end: pd.DataFrame, at_reference: pd.DataFrame, metric: 
     nb = "05"
     base = igan_label(3, 4, 2)
     paper = paper_statements()
-    labels = [label for label in pd.unique(end["label"]) if label != base]
+    declared = list(labels) if labels is not None else list(pd.unique(end["label"]))
+    labels = [label for label in declared if label != base]
     rows = []
     final = _family(end, f"{metric}_final", [(v, base) for v in labels], alpha)
     best = _family(end, f"{metric}_best", [(v, base) for v in labels], alpha)
