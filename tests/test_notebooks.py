@@ -188,11 +188,7 @@ def test_reproduce_cli_end_to_end(runs_root, tmp_path):
     assert entry["status"] == "ok" and entry["runs"] == {"completed": 3} and status["dataset"] == "synthetic"
 
 
-# notebooks whose cpu runs are still training (not rendered into results/cpu yet): 05's 8,000-step runs (issue 12)
-NOT_RENDERED_YET = ("05_long_training",)
-
-
-@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n not in NOT_RENDERED_YET])
+@pytest.mark.parametrize("name", EXPERIMENTS)
 def test_committed_renders_read_cleanly(name):
     """The study's rendered notebooks (results/cpu, rendered by `reproduce --no-train` from the committed runs)."""
     check_reads_cleanly(REPO / "results" / "cpu" / name / f"{name}.ipynb")
