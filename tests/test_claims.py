@@ -213,12 +213,7 @@ def test_every_committed_verdict_follows_from_its_interval():
     recomputed = [C.verdict(r.kind, r.ci_low, r.ci_high, r.expected_sign, r.margin) for r in claims.itertuples()]
     assert list(claims["verdict"]) == recomputed
     tested = claims[claims["kind"] != "descriptive"]
-    full = tested[tested["n_seeds"] >= 3]
-    assert full["ci_low"].notna().all() and full["ci_high"].notna().all()
-    # fewer than 3 seeds: only notebook 05, whose kernel-batch-norm runs are still training (issue 12); its rows
-    # keep the declared Holm family (a missing value counts as p = 1) and their verdicts follow from their intervals
-    partial = tested[tested["n_seeds"] < 3]
-    assert set(partial["notebook"]) <= {"05"}
+    assert tested["ci_low"].notna().all() and (tested["n_seeds"] >= 3).all()
 
 
 def test_results_readme_is_generated_from_the_committed_files():
