@@ -347,12 +347,17 @@ def unstable(runs: pd.DataFrame) -> pd.Series:
     return (runs["state"] == "diverged") | high
 
 
+def unstable_count(runs: pd.DataFrame, label: str) -> tuple[int, int]:
+    """(how many of ``label``'s runs are `unstable`, how many runs it has) in ``runs`` (rows of `summarize_runs`)."""
+    g = runs[runs["label"] == label] if len(runs) else runs
+    return (int(unstable(g).sum()), len(g)) if len(g) else (0, 0)
+
+
 def instability_claims(nb: str, runs: pd.DataFrame, base: str, labels, paper: dict, what: str) -> list[dict]:
     """One descriptive claim per configuration in ``labels``: how many of its runs are `unstable` ("k of n"),
     beside the baseline ``base``'s count; ``what`` completes "runs that ..."."""
     def count(label):
-        g = runs[runs["label"] == label]
-        return int(unstable(g).sum()), len(g)
+        return unstable_count(runs, label)
 
     k0, n0 = count(base)
     rows = []

@@ -211,15 +211,15 @@ def what_changes(comparison: pd.DataFrame, points: list[str], short: pd.DataFram
     point's difference [interval] and its verdict by `report.claims.verdict` (difference, the paper's sign: the
     variant is worse), the unstable runs (`report.claims.unstable`) in the short study and in the long runs, and
     ``change``: "holds: <verdict>" when the first point and the end agree, else "<first> -> <end>"."""
-    from .claims import unstable, verdict
+    from .claims import unstable_count, verdict
 
     paper = paper_statements()
     names = list(points)
     first, last = names[0], names[-1]
 
     def count(summary, label):
-        g = summary[summary["label"] == label] if len(summary) else summary
-        return f"{int(unstable(g).sum())} of {len(g)}" if len(g) else "n/a"
+        k, n = unstable_count(summary, label)
+        return f"{k} of {n}" if n else "n/a"
 
     rows = []
     for r in comparison.to_dict("records"):
@@ -254,6 +254,8 @@ def what_changes_markdown(changes: pd.DataFrame) -> str:
     """`what_changes`'s table as Markdown (the notebook's and results/README.md's "what the long runs change"):
     per variant the paper's statement, each point's difference [interval] (n) and verdict (the points: the
     ``<point>_verdict`` columns, named by `point_name`), the unstable runs and the change."""
+    from .claims import _md
+
     if not len(changes):
         return "No variant to compare."
     names = [c.removesuffix("_verdict") for c in changes.columns if c.endswith("_verdict")]
@@ -269,7 +271,7 @@ def what_changes_markdown(changes: pd.DataFrame) -> str:
         cells.append(f"{r['unstable_short']} ({r['unstable_short_baseline']}) / {r['unstable_long']} "
                      f"({r['unstable_long_baseline']})")
         cells.append(f"**{r['change']}**")
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
