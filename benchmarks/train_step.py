@@ -14,6 +14,11 @@ side in the same process (alternating rounds, so load changes hit both), one sin
 ``stacking_speedup=`` (run-steps/s of N stacked over one seed; the issue's targets: >= 1.5 at the cpu shape
 with N=4, >= 500 run-steps/s at the paper shape on an H200), ``run_steps_per_sec=`` and, last,
 ``sec_per_step=`` of one stacked step. ``--profile`` prints the per-op profile of the (stacked) step.
+``--batch-ceiling`` (with ``--seeds N``) also times, in the same alternating rounds, ONE seed at N times the
+batch and prints ``batch_ceiling=`` (run-steps/s of N steps' worth of images in one step of one model, over one
+seed at the batch): what larger kernels alone gain on this device. N stacked seeds do the same FLOPs as that step
+in kernels no larger (each copy's weights apply to its own batch only), so it bounds ``stacking_speedup`` from
+kernel size; what stacking gains beyond it can only come from fewer launches / less per-op overhead.
 
 ``--involution-bf16`` (bf16 on the CPU): ``native`` (default) runs the involution's bf16 C++ kernels, ``upcast``
 the path before them (float32 copies in, float32 kernels, a bf16 copy out; bit-identical); ``compare`` times the
@@ -32,6 +37,7 @@ data (`TrainState.next_batch`: indexing, uint8 -> float, host -> device) inside,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 from pathlib import Path
@@ -118,6 +124,8 @@ def main(argv=None) -> float:
     p.add_argument("--rounds", type=int, default=2,
                    help="alternating rounds of N stacked / 1 seed (--seeds > 1), of graphed / eager (--cuda-graph), "
                         "of native / upcast (--involution-bf16 compare)")
+    p.add_argument("--batch-ceiling", action="store_true",
+                   help="with --seeds N: also time one seed at N times the batch (the most larger kernels gain)")
     p.add_argument("--tf32", action="store_true", help="TF32 for fp32 matmuls/convs on CUDA")
     p.add_argument("--cuda-graph", action="store_true",
                    help="time the step captured in a CUDA graph, side by side with the eager step (CUDA only)")
@@ -150,11 +158,16 @@ def main(argv=None) -> float:
         print(f"upcast_sec_per_step={sec_upcast:.6f}")
         print(f"bf16_kernels_speedup={sec_upcast / sec_native:.3f} (upcast path over the bf16 kernels)")
     set_bf16_path("upcast" if args.involution_bf16 == "upcast" else "native")
-    if seeds > 1:  # N stacked and 1 alone, alternating rounds
-        stacked, single = [], []
+    if args.batch_ceiling and seeds < 2:
+        p.error("--batch-ceiling needs --seeds N with N >= 2")
+    if seeds > 1:  # N stacked and 1 alone (and 1 at N times the batch), alternating rounds
+        stacked, single, big = [], [], []
+        big_cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size * seeds)
         for _ in range(args.rounds):
             stacked += time_train_steps(cfg, steps=args.steps, warmup=args.warmup, seeds=seeds)["times"]
             single += time_train_steps(cfg, steps=args.steps, warmup=args.warmup, seeds=1)["times"]
+            if args.batch_ceiling:
+                big += time_train_steps(big_cfg, steps=args.steps, warmup=args.warmup, seeds=1)["times"]
         sec_single = statistics.median(single)
     r = time_train_steps(cfg, steps=args.steps, warmup=args.warmup, seeds=seeds)
     times, sec, params, device = r["times"], r["sec_per_step"], r["params"], r["device"]
@@ -173,6 +186,12 @@ def main(argv=None) -> float:
     if seeds > 1:
         print(f"single_sec_per_step={sec_single:.6f} ({len(single)} steps side by side)")
         print(f"stacking_speedup={sec_single * seeds / sec:.3f} (run-steps/s of {seeds} stacked seeds over one seed)")
+        if big:
+            sec_big = statistics.median(big)
+            print(f"big_batch_sec_per_step={sec_big:.6f} (one seed at batch {cfg.batch_size * seeds}, {len(big)} steps "
+                  f"side by side)")
+            print(f"batch_ceiling={sec_single * seeds / sec_big:.3f} (one seed at {seeds}x the batch over {seeds} steps "
+                  f"at the batch: what larger kernels alone gain here)")
     print(f"ratio_to_target={one_seed / TARGET_SEC_PER_STEP:.3f} (one seed's step against {TARGET_SEC_PER_STEP} s/step "
           f"= the authors' 4.3 s/step / 10; <= 1 meets it)")
     print(f"run_steps_per_sec={seeds / sec:.3f}")

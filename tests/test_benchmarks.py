@@ -31,6 +31,19 @@ def test_stacked_step_benchmark_prints_both_rates_and_ends_with_sec_per_step():
     assert value(lines, "ratio_to_target") == pytest.approx(single / 0.43, rel=1e-2, abs=1e-3)  # both ratios (3 decimals)
 
 
+def test_batch_ceiling_times_one_seed_at_n_times_the_batch_side_by_side():
+    lines = run_benchmark("--seeds", "2", "--batch-ceiling", "--image-size", "32", "--width", "8", "--batch", "4",
+                          "--steps", "2", "--warmup", "1", "--rounds", "1", "--no-floor", "--device", "cpu",
+                          "--threads", "1")
+    single, big = value(lines, "single_sec_per_step"), value(lines, "big_batch_sec_per_step")
+    assert value(lines, "batch_ceiling") == pytest.approx(single * 2 / big, rel=1e-2)
+    assert "batch 8, 2 steps" in "\n".join(lines)  # one seed at 2 x 4 images, as many steps as each side
+    assert lines[-1].startswith("sec_per_step=")
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_step.py"), "--batch-ceiling"],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 2 and "--batch-ceiling needs --seeds N" in out.stderr
+
+
 def test_single_seed_benchmark_keeps_the_step_target_line():
     lines = run_benchmark("--image-size", "32", "--width", "8", "--batch", "4", "--steps", "1", "--warmup", "1",
                           "--device", "cpu", "--threads", "1", "--profile")
