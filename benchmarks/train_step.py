@@ -16,9 +16,9 @@ with N=4, >= 500 run-steps/s at the paper shape on an H200), ``run_steps_per_sec
 ``sec_per_step=`` of one stacked step. ``--profile`` prints the per-op profile of the (stacked) step.
 ``--batch-ceiling`` (with ``--seeds N``) also times, in the same alternating rounds, ONE seed at N times the
 batch and prints ``batch_ceiling=`` (run-steps/s of N steps' worth of images in one step of one model, over one
-seed at the batch): what larger kernels alone gain on this device. N stacked seeds do the same FLOPs as that step
-in kernels no larger (each copy's weights apply to its own batch only), so it bounds ``stacking_speedup`` from
-kernel size; what stacking gains beyond it can only come from fewer launches / less per-op overhead.
+seed at the batch): what larger kernels and fewer ops gain on this device. N stacked seeds run as many ops as that
+step, with the same FLOPs, in kernels no larger (each copy's weights apply to its own batch only), so it is the
+ceiling of ``stacking_speedup`` short of a layout that beats one model's own kernels.
 
 ``--involution-bf16`` (bf16 on the CPU): ``native`` (default) runs the involution's bf16 C++ kernels, ``upcast``
 the path before them (float32 copies in, float32 kernels, a bf16 copy out; bit-identical); ``compare`` times the
