@@ -44,15 +44,14 @@ def param_counts(cfg: TrainConfig, channels: int | None = None) -> dict:
 
 def involution_layer_params(cfg: TrainConfig, width: int | None = None) -> int:
     """True trainable parameters of the generator's involution layer at C = ``width`` channels (default: the
-    config's width; the layer before the generator's output layer). Built with `networks.make_block`, the
-    factory the Generator uses, without the rest of the network. ValueError for a model without one."""
+    config's width; the layer before the generator's output layer). Built with the generator's block factory
+    (`train.block_factories`), without the rest of the network. ValueError for a model without one."""
     from .layers import Involution2d, count_parameters
-    from .networks import make_block
+    from .train import block_factories
 
     if cfg.model != "igan":
         raise ValueError(f"model {cfg.model!r} has no involution layer")
-    layer = make_block(cfg.model, width or cfg.width, cfg.kernel_size, cfg.groups, cfg.reduction_ratio,
-                       cfg.kernel_norm, cfg.kernel_clip)
+    layer = block_factories(cfg)[0](width or cfg.width)
     assert isinstance(layer, Involution2d)
     return count_parameters(layer)
 

@@ -20,7 +20,8 @@ scores (B, S). Copy s of a stacked network computes exactly what a plain network
 """
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -28,45 +29,45 @@ import torch.nn as nn
 from .layers import Involution2d, SelfAttention2d
 from .layers.spectral_norm import spectral_norm
 
-__all__ = ["BLOCKS", "Generator", "Critic", "make_block"]
+__all__ = ["BLOCKS", "INVOLUTION_SETTINGS", "BlockFactory", "Generator", "Critic", "make_block"]
 
 BLOCKS = ("dcgan", "sagan", "igan")
+INVOLUTION_SETTINGS = ("kernel_size", "groups", "reduction_ratio", "kernel_norm", "kernel_clip", "sigma_norm")
+
+# A block's settings travel as one object: a factory ``f(channels, stack=S) -> nn.Module`` (None: no block).
+BlockFactory = Optional[Callable[..., nn.Module]]
+_BLOCK_NAMES = {Involution2d: "igan", SelfAttention2d: "sagan"}
 
 
-def make_block(
-    block: str,
-    channels: int,
-    kernel_size: int = 3,
-    groups: int = 4,
-    reduction_ratio: int = 2,
-    kernel_norm: str = "none",
-    kernel_clip: Optional[float] = None,
-    sigma_norm: str = "batch",
-    stack: int = 1,
-) -> Optional[nn.Module]:
-    """The block a GAN inserts at ``channels``: None (DCGAN), self-attention (SAGAN) or involution (iGAN)."""
+def make_block(block: str = "dcgan", **settings) -> BlockFactory:
+    """The block a GAN inserts, as a factory ``f(channels, stack=S) -> nn.Module``: None for DCGAN,
+    `SelfAttention2d` for SAGAN, `Involution2d` with ``settings`` (any of `INVOLUTION_SETTINGS`, e.g.
+    ``kernel_size=7, kernel_norm="batch"``) for iGAN. The involution's settings are accepted and unused for the
+    other blocks, so one config builds any of the three; an unknown setting is a ValueError."""
+    if block not in BLOCKS:
+        raise ValueError(f"unknown block {block!r}; choose one of {BLOCKS}")
+    unknown = sorted(set(settings) - set(INVOLUTION_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown block settings {unknown}; choose from {INVOLUTION_SETTINGS}")
     if block == "dcgan":
         return None
     if block == "sagan":
-        return SelfAttention2d(channels, stack=stack)
-    if block == "igan":
-        return Involution2d(
-            channels,
-            kernel_size=kernel_size,
-            groups=groups,
-            reduction_ratio=reduction_ratio,
-            kernel_norm=kernel_norm,
-            kernel_clip=kernel_clip,
-            sigma_norm=sigma_norm,
-            stack=stack,
-        )
-    raise ValueError(f"unknown block {block!r}; choose one of {BLOCKS}")
+        return functools.partial(SelfAttention2d)
+    return functools.partial(Involution2d, **settings)
 
 
-def _check_common(image_size: int, channels: int, width: int, block: str, num_blocks: int, stack: int = 1) -> int:
+def _block_factory(block: Union[str, BlockFactory]) -> tuple[str, BlockFactory]:
+    """A network's ``block`` argument (a name or a factory) -> (its name for repr, the factory)."""
+    if block is None or isinstance(block, str):
+        return block or "dcgan", make_block(block or "dcgan")
+    if not callable(block):
+        raise ValueError(f"block must be one of {BLOCKS} or a factory from make_block, got {block!r}")
+    func = getattr(block, "func", block)
+    return _BLOCK_NAMES.get(func, getattr(func, "__name__", repr(func))), block
+
+
+def _check_common(image_size: int, channels: int, width: int, num_blocks: int, stack: int = 1) -> int:
     """Validate the shared arguments; return the number of stride-2 stages (log2(S) - 2)."""
-    if block not in BLOCKS:
-        raise ValueError(f"unknown block {block!r}; choose one of {BLOCKS}")
     if not isinstance(image_size, int) or image_size < 16 or image_size & (image_size - 1):
         raise ValueError(f"image_size must be a power of two >= 16 (the paper uses 64), got {image_size!r}")
     for name, value in (("channels", channels), ("width", width), ("stack", stack)):
@@ -79,7 +80,10 @@ def _check_common(image_size: int, channels: int, width: int, block: str, num_bl
 
 
 class Generator(nn.Module):
-    """z (N, stack*z_dim) -> images (N, stack*channels, image_size, image_size) in [-1, 1]."""
+    """z (N, stack*z_dim) -> images (N, stack*channels, image_size, image_size) in [-1, 1].
+
+    ``block``: ``"dcgan" | "sagan" | "igan"`` (the block with its default settings) or a factory from `make_block`
+    (e.g. ``make_block("igan", kernel_size=7, groups=4, reduction_ratio=2)``)."""
 
     def __init__(
         self,
@@ -87,19 +91,15 @@ class Generator(nn.Module):
         image_size: int = 64,
         channels: int = 3,
         width: int = 64,
-        block: str = "dcgan",
+        block: Union[str, BlockFactory] = "dcgan",
         num_blocks: int = 1,
-        kernel_size: int = 3,
-        groups: int = 4,
-        reduction_ratio: int = 2,
-        kernel_norm: str = "none",
-        kernel_clip: Optional[float] = None,
         stack: int = 1,
     ) -> None:
         super().__init__()
-        stages = _check_common(image_size, channels, width, block, num_blocks, stack)
+        stages = _check_common(image_size, channels, width, num_blocks, stack)
+        self.block, factory = _block_factory(block)
         self.z_dim, self.image_size, self.channels, self.width = z_dim, image_size, channels, width
-        self.block, self.num_blocks, self.stack = block, num_blocks if block != "dcgan" else 0, stack
+        self.num_blocks, self.stack = num_blocks if factory is not None else 0, stack
 
         s, ch = stack, width * 2 ** (stages - 1)  # 8w at 4x4 for 64 px
         layers: list[nn.Module] = [_up(z_dim, ch, stride=1, padding=0, stack=s)]
@@ -107,8 +107,7 @@ class Generator(nn.Module):
             layers.append(_up(ch, ch // 2, stack=s))
             ch //= 2
             if stages - 2 - stage < self.num_blocks:  # the last num_blocks resolutions before the output layer
-                layers.append(make_block(block, ch, kernel_size, groups, reduction_ratio, kernel_norm, kernel_clip,
-                                         stack=s))
+                layers.append(factory(ch, stack=s))
         layers += [nn.ConvTranspose2d(s * ch, s * channels, 4, 2, 1, groups=s), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
@@ -129,9 +128,10 @@ class Critic(nn.Module):
     """WGAN critic: images (N, channels, image_size, image_size) -> scores (N,); stacked: (N, stack*channels, ...)
     -> (N, stack).
 
-    ``sigma_norm`` selects the normalisation inside the involution's kernel branch: ``"batch"`` (the paper's
-    choice, the default) makes one sample's score depend on the rest of its batch, which WGAN-GP's per-sample
-    gradient penalty does not assume; ``"layer"`` (per-sample) or ``"none"`` remove that dependence.
+    ``block`` as for `Generator`. The involution's ``sigma_norm`` (a `make_block` setting) selects the
+    normalisation inside its kernel branch: ``"batch"`` (the paper's choice, the default) makes one sample's score
+    depend on the rest of its batch, which WGAN-GP's per-sample gradient penalty does not assume; ``"layer"``
+    (per-sample) or ``"none"`` remove that dependence.
     """
 
     def __init__(
@@ -139,20 +139,15 @@ class Critic(nn.Module):
         image_size: int = 64,
         channels: int = 3,
         width: int = 64,
-        block: str = "dcgan",
+        block: Union[str, BlockFactory] = "dcgan",
         num_blocks: int = 1,
-        kernel_size: int = 3,
-        groups: int = 4,
-        reduction_ratio: int = 2,
-        kernel_norm: str = "none",
-        kernel_clip: Optional[float] = None,
-        sigma_norm: str = "batch",
         stack: int = 1,
     ) -> None:
         super().__init__()
-        stages = _check_common(image_size, channels, width, block, num_blocks, stack)
+        stages = _check_common(image_size, channels, width, num_blocks, stack)
+        self.block, factory = _block_factory(block)
         self.image_size, self.channels, self.width = image_size, channels, width
-        self.block, self.num_blocks, self.sigma_norm = block, num_blocks if block != "dcgan" else 0, sigma_norm
+        self.num_blocks = num_blocks if factory is not None else 0
         self.stack = s = stack
 
         layers: list[nn.Module] = []
@@ -160,8 +155,7 @@ class Critic(nn.Module):
         for stage in range(stages):
             layers.append(_down(ch_in, ch, stack=s))
             if stage < self.num_blocks:  # after the first num_blocks layers
-                layers.append(make_block(block, ch, kernel_size, groups, reduction_ratio, kernel_norm, kernel_clip,
-                                         sigma_norm, stack=s))
+                layers.append(factory(ch, stack=s))
             ch_in, ch = ch, ch * 2
         layers.append(nn.Conv2d(s * ch_in, s, 4, groups=s))
         self.net = nn.Sequential(*layers)
@@ -176,7 +170,7 @@ class Critic(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"block={self.block!r}, num_blocks={self.num_blocks}, image_size={self.image_size}, "
-            f"channels={self.channels}, width={self.width}, sigma_norm={self.sigma_norm!r}"
+            f"channels={self.channels}, width={self.width}"
             + (f", stack={self.stack}" if self.stack != 1 else "")
         )
 

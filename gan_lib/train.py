@@ -83,15 +83,24 @@ def autocast(device: torch.device, precision: str):
     return nullcontext()
 
 
+def block_factories(cfg: TrainConfig):
+    """The generator's and the critic's block factories for ``cfg`` (`networks.make_block`): the same involution
+    settings, the critic's with ``cfg.critic_sigma_norm`` inside its kernel branch (the generator's: batch)."""
+    from .networks import make_block
+
+    settings = dict(kernel_size=cfg.kernel_size, groups=cfg.groups, reduction_ratio=cfg.reduction_ratio,
+                    kernel_norm=cfg.kernel_norm, kernel_clip=cfg.kernel_clip)
+    return make_block(cfg.model, **settings), make_block(cfg.model, sigma_norm=cfg.critic_sigma_norm, **settings)
+
+
 def build_models(cfg: TrainConfig, channels: int = 3, stack: int = 1):
     """The paper's generator and critic for ``cfg`` (on the CPU, in train mode); ``stack`` seed-stacked copies."""
     from .networks import Critic, Generator
 
-    common = dict(image_size=cfg.image_size, channels=channels, width=cfg.width, block=cfg.model,
-                  num_blocks=cfg.num_blocks, kernel_size=cfg.kernel_size, groups=cfg.groups,
-                  reduction_ratio=cfg.reduction_ratio, kernel_norm=cfg.kernel_norm, kernel_clip=cfg.kernel_clip,
+    block_g, block_d = block_factories(cfg)
+    common = dict(image_size=cfg.image_size, channels=channels, width=cfg.width, num_blocks=cfg.num_blocks,
                   stack=stack)
-    return Generator(z_dim=cfg.z_dim, **common), Critic(sigma_norm=cfg.critic_sigma_norm, **common)
+    return Generator(z_dim=cfg.z_dim, block=block_g, **common), Critic(block=block_d, **common)
 
 
 def param_dtype(precision: str) -> torch.dtype:

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 from gan_lib.layers import Involution2d, SelfAttention2d
-from gan_lib.networks import BLOCKS, Critic, Generator
+from gan_lib.networks import BLOCKS, Critic, Generator, make_block
 
 
 def _blocks(model, kind):
@@ -67,8 +67,8 @@ def test_one_class_per_network_block_is_the_only_difference():
 
 @pytest.mark.parametrize("K,G_,R", [(3, 4, 2), (7, 4, 8), (1, 4, 2), (5, 4, 2), (3, 1, 2)])
 def test_involution_hyperparameters_reach_both_networks(K, G_, R):
-    for model in (Generator(width=32, block="igan", kernel_size=K, groups=G_, reduction_ratio=R),
-                  Critic(width=32, block="igan", kernel_size=K, groups=G_, reduction_ratio=R)):
+    block = make_block("igan", kernel_size=K, groups=G_, reduction_ratio=R)
+    for model in (Generator(width=32, block=block), Critic(width=32, block=block)):
         (inv,) = _blocks(model, Involution2d)
         assert (inv.kernel_size, inv.groups, inv.reduction_ratio) == (K, G_, R)
 
@@ -87,7 +87,7 @@ def test_two_successive_involutions_variant():
 
 
 def test_stability_options_reach_the_involution():
-    G = Generator(width=8, block="igan", kernel_norm="spectral", kernel_clip=0.5)
+    G = Generator(width=8, block=make_block("igan", kernel_norm="spectral", kernel_clip=0.5))
     (inv,) = _blocks(G, Involution2d)
     assert inv.kernel_norm == "spectral" and inv.kernel_clip == 0.5
     kernel = inv.generate_kernel(torch.randn(2, 8, 8, 8) * 100)
@@ -98,7 +98,7 @@ def test_stability_options_reach_the_involution():
 def test_critic_sigma_norm_and_batch_dependence(sigma_norm):
     """With batch norm in sigma a sample's score depends on its batch; layer/none make it per-sample."""
     torch.manual_seed(0)
-    D = Critic(image_size=32, width=8, block="igan", sigma_norm=sigma_norm).train()
+    D = Critic(image_size=32, width=8, block=make_block("igan", sigma_norm=sigma_norm)).train()
     for m in D.modules():  # freeze spectral norm's power iteration so that two calls see the same weights
         if type(m).__name__ == "_SpectralNorm":
             m.eval()
@@ -111,7 +111,9 @@ def test_critic_sigma_norm_and_batch_dependence(sigma_norm):
 
 def test_extra_repr_names_the_choice():
     assert "block='igan'" in repr(Generator(width=8, block="igan"))
-    assert "sigma_norm='layer'" in repr(Critic(width=8, block="igan", sigma_norm="layer"))
+    assert "block='sagan'" in repr(Critic(width=8, block=make_block("sagan")))
+    text = repr(Critic(width=8, block=make_block("igan", sigma_norm="layer")))
+    assert "block='igan'" in text and "sigma_norm='layer'" in text  # the involution's own extra_repr
 
 
 @pytest.mark.parametrize(
@@ -122,12 +124,22 @@ def test_extra_repr_names_the_choice():
         (dict(image_size=8), "power of two"),
         (dict(width=0), "width"),
         (dict(num_blocks=9, block="igan"), "num_blocks"),
-        (dict(block="igan", width=30, groups=4), "divisible"),
+        (dict(block=make_block("igan", groups=4), width=30), "divisible"),
+        (dict(block=3), "factory from make_block"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Generator(**kwargs)
+
+
+def test_make_block_names_its_errors():
+    with pytest.raises(ValueError, match="unknown block"):
+        make_block("vit")
+    with pytest.raises(ValueError, match="unknown block settings \\['kernel'\\]"):
+        make_block("igan", kernel=3)
+    assert make_block("dcgan", kernel_size=7) is None  # one config builds any of the three: settings unused
+    assert isinstance(make_block("sagan", kernel_size=7)(16), SelfAttention2d)
 
 
 def test_bad_inputs_raise():
