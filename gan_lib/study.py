@@ -172,8 +172,9 @@ def stack_default(device: str = "auto") -> bool:
     variable ``GAN_LIB_STACK=on|off`` overrides it, as ``reproduce --stack`` does): yes on a CUDA
     GPU, whose small-batch GAN step is bound by kernel launches (one stacked launch replaces S); no on a CPU, where
     no stacked convolution beats S separate ones (``benchmarks/stacked_conv.py``: 0.4-1.0x per layer, 2-core
-    AMD EPYC, fp32 and bf16) and a cpu-shape step of 4 stacked seeds ran at 0.88-0.95x the run-steps/s of one
-    (``benchmarks/train_step.py --seeds 4 --image-size 32 --width 32``)."""
+    AMD EPYC, fp32 and bf16) and a cpu-shape step of 4 stacked seeds ran at 0.85-1.00x the run-steps/s of one
+    (``benchmarks/train_step.py --seeds 4 --image-size 32 --width 32``); even one model at 4x the batch gains
+    only 1.09-1.21x there (``--batch-ceiling``), the most any stacked layout could."""
     from .train import resolve_device
 
     choice = os.environ.get("GAN_LIB_STACK", "auto")  # what `reproduce --stack` sets for its notebooks
