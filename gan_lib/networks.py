@@ -59,7 +59,8 @@ def make_block(block: str = "dcgan", **settings) -> BlockFactory:
 def _block_factory(block: Union[str, BlockFactory]) -> tuple[str, BlockFactory]:
     """A network's ``block`` argument (a name or a factory) -> (its name for repr, the factory)."""
     if block is None or isinstance(block, str):
-        return block or "dcgan", make_block(block or "dcgan")
+        name = block or "dcgan"
+        return name, make_block(name)
     if not callable(block):
         raise ValueError(f"block must be one of {BLOCKS} or a factory from make_block, got {block!r}")
     func = getattr(block, "func", block)
