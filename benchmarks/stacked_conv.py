@@ -5,7 +5,9 @@
 
 One line per layer of the cpu-shape iGAN (32x32, width 32): time of S separate convs and the ratio of each
 stacked form to it (> 1: the stacked form is faster). Measured to choose where stacking pays (see
-`study.stack_default`): on a CPU no stacked form beats separate convs, on a GPU one launch replaces S.
+`study.stack_default`): on a 2-core Zen 4 EPYC the grouped conv ran at 0.5-1.1x of separate convs, in
+channels_last at 0.9-2.2x (the gains on the smallest layers), while a whole stacked step gained at most 1.01x
+(`results/cpu/benchmarks/stacked_conv_epyc.log`, `stacking_epyc.log`); on a GPU one launch replaces S.
 """
 from __future__ import annotations
 
