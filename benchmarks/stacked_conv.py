@@ -1,5 +1,6 @@
 """Per-layer: S seed copies of the networks' convolutions as S separate convs, one grouped conv (groups=S, what
-`gan_lib.stacking` and vmap run), or a loop over channel slices, forward + backward, side by side.
+`gan_lib.stacking` and vmap run; also in channels_last), a loop over channel slices, or im2col and ONE batched
+matmul over the seeds (`bmm_conv`), forward + backward, side by side.
 
     python benchmarks/stacked_conv.py [--seeds 4] [--precision fp32|bf16] [--batch 64] [--width 32] [--threads 1]
 
@@ -26,6 +27,33 @@ def median_time(fn, n: int = 5) -> float:
         fn()
         ts.append(time.perf_counter() - t0)
     return sorted(ts)[n // 2]
+
+
+def bmm_conv(x: torch.Tensor, w: torch.Tensor, stack: int, stride: int, padding: int,
+             transposed: bool = False) -> torch.Tensor:
+    """S stacked convolutions as im2col + one ``torch.bmm`` over the seeds: equals ``conv2d(x, w, groups=S)``
+    (``conv_transpose2d`` with ``transposed``).
+
+    x: (B, S*C_in, H, W); w: (S*C_out, C_in, k, k) for a conv, (S*C_in, C_out, k, k) for a transposed one.
+    A conv is ``W_s (C_out, C_in*k*k) @ unfold(x_s) (C_in*k*k, B*L)`` per seed; a transposed conv is
+    ``fold(W_s^T (C_out*k*k, C_in) @ x_s (C_in, B*H*W))``.
+    """
+    B, SC, H, W = x.shape
+    S, k, c_in = stack, w.shape[-1], SC // stack
+    if not transposed:
+        c_out = w.shape[0] // S
+        cols = F.unfold(x, k, padding=padding, stride=stride)  # (B, S*C_in*k*k, L)
+        L = cols.shape[-1]
+        cols = cols.view(B, S, c_in * k * k, L).permute(1, 2, 0, 3).reshape(S, c_in * k * k, B * L)
+        out = torch.bmm(w.reshape(S, c_out, c_in * k * k), cols)  # (S, C_out, B*L)
+        h_out = (H + 2 * padding - k) // stride + 1
+        return out.view(S, c_out, B, h_out, L // h_out).permute(2, 0, 1, 3, 4).reshape(B, S * c_out, h_out, L // h_out)
+    c_out = w.shape[1]
+    xs = x.view(B, S, c_in, H * W).permute(1, 2, 0, 3).reshape(S, c_in, B * H * W)
+    wt = w.reshape(S, c_in, c_out * k * k).transpose(1, 2)  # (S, C_out*k*k, C_in)
+    cols = torch.bmm(wt, xs).view(S, c_out * k * k, B, H * W).permute(2, 0, 1, 3).reshape(B, S * c_out * k * k, H * W)
+    size = ((H - 1) * stride - 2 * padding + k, (W - 1) * stride - 2 * padding + k)
+    return F.fold(cols, size, k, padding=padding, stride=stride)
 
 
 def layers(width: int):
@@ -71,11 +99,17 @@ def main(argv=None) -> None:
         def grouped_channels_last():
             op(xc, w, S).sum().backward()
 
+        def bmm():
+            if transposed:
+                bmm_conv(x, w, S, 2, 1, transposed=True).sum().backward()
+            else:
+                bmm_conv(x, w, S, stride, pad).sum().backward()
+
         def sliced():
             ys = [op(x[:, i * ci:(i + 1) * ci], w[i * rows:(i + 1) * rows], 1) for i in range(S)]
             torch.cat(ys, 1).sum().backward()
 
-        t = {f.__name__: median_time(f) for f in (separate, grouped, grouped_channels_last, sliced)}
+        t = {f.__name__: median_time(f) for f in (separate, grouped, grouped_channels_last, sliced, bmm)}
         ratios = " ".join(f"{k} {t['separate'] / v:.2f}x" for k, v in t.items() if k != "separate")
         print(f"{name} {ci}->{co} @{hw}x{hw}: separate {t['separate'] * 1e3:.1f} ms; {ratios}", flush=True)
 

@@ -58,3 +58,37 @@ def test_involution_bf16_compare_times_both_paths_side_by_side():
     upcast, sec = value(lines, "upcast_sec_per_step"), value(lines, "sec_per_step")
     assert upcast > 0 and sec > 0 and value(lines, "bf16_kernels_speedup") > 0
     assert lines[-1].startswith("sec_per_step=") and "involution_bf16=native" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("stack, c_in, c_out, size, transposed, stride, padding", [
+    (3, 5, 7, 16, False, 2, 1), (3, 5, 2, 4, False, 1, 0), (2, 6, 4, 8, True, 2, 1), (1, 3, 4, 5, True, 1, 0)])
+def test_bmm_conv_is_the_grouped_convolution(stack, c_in, c_out, size, transposed, stride, padding):
+    import torch
+    import torch.nn.functional as F
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from stacked_conv import bmm_conv
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, stack * c_in, size, size, dtype=torch.float64, generator=g, requires_grad=True)
+    shape = (stack * c_in, c_out) if transposed else (stack * c_out, c_in)
+    w = torch.randn(*shape, 4, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    ref = (F.conv_transpose2d if transposed else F.conv2d)(x, w, stride=stride, padding=padding, groups=stack)
+    out = bmm_conv(x, w, stack, stride, padding, transposed=transposed)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref)
+    weights = torch.randn(ref.shape, dtype=torch.float64, generator=g)
+    for a, b in zip(torch.autograd.grad((out * weights).sum(), (x, w)), torch.autograd.grad((ref * weights).sum(), (x, w))):
+        torch.testing.assert_close(a, b)
+
+
+def test_stacked_conv_benchmark_times_every_layout_per_layer():
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "stacked_conv.py"), "--seeds", "2", "--batch", "2",
+                          "--width", "4"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = out.stdout.strip().splitlines()[1:]
+    assert len(rows) == 7  # the cpu-shape networks' seven convolutions
+    for row in rows:
+        for layout in ("grouped", "grouped_channels_last", "sliced", "bmm"):
+            assert f" {layout} " in row and row.endswith("x")
