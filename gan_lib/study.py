@@ -173,8 +173,8 @@ def stack_default(device: str = "auto") -> bool:
     GPU, whose small-batch GAN step is bound by kernel launches (one stacked launch replaces S); no on a CPU, where
     a grouped convolution runs at 0.5-1.1x of S separate ones per layer (``benchmarks/stacked_conv.py``, 2-core
     AMD EPYC Zen 4, fp32 and bf16; in channels_last 0.9-2.2x, the gains on the smallest layers; as im2col and
-    one batched matmul 0.2-0.7x) and a whole
-    cpu-shape step of 4 stacked seeds ran at 0.85-1.01x the run-steps/s of one, channels_last included
+    one batched matmul 0.2-0.7x) and a whole cpu-shape step of 4 stacked seeds ran at 0.85-1.01x the
+    run-steps/s of one, channels_last included
     (``benchmarks/train_step.py --seeds 4 --image-size 32 --width 32``); even one model at 4x the batch gains
     only 1.09-1.21x there (``--batch-ceiling``), the most any stacked layout could."""
     from .train import resolve_device
