@@ -183,7 +183,13 @@ def test_claims_rows_their_families_and_verdicts(five, tmp_path):
                  "igan-k7g4r2": "inconclusive", "kernel-batch-norm": "inconclusive"}
     two = diff.iloc[0]
     assert two["estimate"] == pytest.approx(10.0) and two["final_estimate"] == two["estimate"]
-    assert "at step 20 -1.00" in two["note"]
+    assert "at step 20 -1.00" in two["note"] and "stopped early" not in "".join(diff["note"])
+    div = five + [make_run(tmp_path, LABELS[-1], 3, [15.0, 16.0], steps=130, step=25, eval_every=10,
+                           state="diverged")]
+    kbn = lt.long_training_claims(lt.summarize_long(div), lt.summarize_at(div, 20), "swd", "cpu", 20, 40)
+    kbn = kbn[kbn["claim"].str.startswith("kernel-batch-norm: higher swd")].iloc[0]
+    assert kbn["note"].endswith("; the final of a run that stopped early is its last evaluation: "
+                                f"{LABELS[-1]} seed 3 (diverged) at step 20")
     # Holm: the smallest p is tested at alpha / 4
     assert diff["confidence"].max() == pytest.approx(1 - 0.05 / 4)
     gp = df[df["metric"] == "log10 gp_end"]

@@ -155,7 +155,7 @@ def test_describe_texts(runs):
     s = report.summarize_runs(runs)
     out = report.describe_outcomes(s, {"a": "stable", "b": "diverges"})
     assert "**a**: 3/3 completed" in out and "Paper: stable; here: 0/3 diverged, 0/3 kept the GP high" in out
-    assert "Paper: diverges; here: 1/2 diverged, 0/2 kept the GP high" in out
+    assert "Paper: diverges; here: 1/2 diverged, 0 of the 1 that did not kept the GP high" in out
     assert report.mean_sd(2.0, float("nan")) == "2" and report.mean_sd(float("nan"), 1.0) == ""
 
 
@@ -172,24 +172,27 @@ def test_welch_interval_matches_scipy():
     assert np.isnan(report.welch_interval([], b)["diff"])
 
 
-def test_describe_outcomes_compares_with_the_baseline(runs, tmp_path):
-    """A variant that completes but is clearly worse than the baseline (a collapse the divergence rule misses)
-    is called out; one too noisy to separate is 'not distinguishable'; one seed is 'too few seeds'."""
+def test_describe_outcomes_puts_best_and_final_beside_the_baseline_without_a_test_of_its_own(runs, tmp_path):
+    """Each variant's best and final stand beside the baseline's as means; the text tests nothing (no
+    'significant', no interval of its own: those are the claims table's, with Holm's correction) and says so."""
     runs = runs + [make_run(tmp_path, "c", s, [v]) for s, v in enumerate([10.0, 11.0, 12.0])]
     runs.append(make_run(tmp_path, "d", 0, [2.5]))
     s = report.summarize_runs(runs)
     claims = {"a": "stable", "b": "diverges", "c": "collapse", "d": "collapse"}
-    out = report.describe_outcomes(s, claims, metric="swd", baseline="a").splitlines()
-    assert "vs the baseline" not in out[0] and "here: 0/3 diverged" in out[0]
-    assert "best swd 7 ± 1.4 vs the baseline's 2 ± 1: not distinguishable" in out[1]
-    assert "here: 1/2 diverged" in out[1]
-    assert "best swd 11 ± 1 vs the baseline's 2 ± 1: significantly worse (difference 9, unadjusted 95% CI" in out[2]
-    assert "too few seeds to test the difference" in out[3] and "here: 0/1 diverged, 0/1 kept the GP high" in out[3]
-    # against 'c' as the baseline, 'a' (best 1, 2, 3) is significantly better
-    a_vs_c = report.describe_outcomes(s, {"a": "diverges"}, metric="swd", baseline="c").splitlines()[0]
-    assert "significantly better (difference -9" in a_vs_c
-    # without a baseline: the old text, no comparison
-    assert "baseline" not in report.describe_outcomes(s, claims)
+    out = report.describe_outcomes(s, claims, metric="swd", baseline="a")
+    lines = out.splitlines()
+    assert "vs the baseline" not in lines[0] and "here: 0/3 diverged, 0/3 kept the GP high" in lines[0]
+    # b: best 6, 8 (7 ± 1.4), final 6, 8; a: best 1, 2, 3, final 1, 4, 3 (8/3 ± 1.5)
+    assert "best swd 7 ± 1.4 vs the baseline's 2 ± 1, final swd 7 ± 1.4 vs the baseline's 2.667 ± 1.5" in lines[1]
+    assert "(a diverged run's final is its last evaluation before it stopped)" in lines[1]
+    assert "here: 1/2 diverged, 0 of the 1 that did not kept the GP high" in lines[1]
+    assert "best swd 11 ± 1 vs the baseline's 2 ± 1" in lines[2] and "diverged run" not in lines[2]
+    assert "best swd 2.5 vs the baseline's 2 ± 1" in lines[3] and "here: 0/1 diverged, 0/1 kept the GP high" in lines[3]
+    assert "significant" not in out and "CI" not in out and "interval" not in "\n".join(lines[:4])
+    assert lines[-1].startswith("These are means over seeds, not tests") and "claims table" in lines[-1]
+    # without a baseline: no comparison, no closing sentence
+    plain = report.describe_outcomes(s, claims)
+    assert "baseline" not in plain and "not tests" not in plain
 
 
 def test_sustained_above_finds_the_first_long_streak():
@@ -209,10 +212,22 @@ def test_a_completed_run_whose_gp_stays_high_counts_as_unstable(tmp_path):
     s = report.summarize_runs(runs)
     assert s.loc[2, "gp_high_step"] == 11 and s["gp_high_step"].drop(2).isna().all()
     out = report.describe_outcomes(s, {"base": "stable", "bn": "collapse"}, metric="swd", baseline="base")
-    base, bn = out.splitlines()
+    base, bn = out.splitlines()[:2]
     assert "here: 0/2 diverged, 0/2 kept the GP high" in base and "GP above" not in base
     assert "GP above 10 for 100 steps without stopping the run in 1/2 (seed 0 from step 11)" in bn
     assert "here: 0/2 diverged, 1/2 kept the GP high" in bn
+
+
+def test_a_run_whose_gp_stayed_high_before_it_diverged_is_named_as_such(tmp_path):
+    """The run-up to a divergence is reported (not hidden by counting only the runs that finished)."""
+    runs = [make_run(tmp_path, "base", 0, [2.0]), make_run(tmp_path, "base", 1, [3.0])]
+    runs += [make_run(tmp_path, "bn", 0, [9.0], steps=150, step=140, gp=1.0, state="diverged"),
+             make_run(tmp_path, "bn", 1, [4.0])]
+    out = report.describe_outcomes(report.summarize_runs(runs), {"bn": "collapse"}, metric="swd", baseline="base")
+    bn = out.splitlines()[1]
+    assert "GP above 10 for 100 steps before diverging in 1/2 (seed 0 from step 11)" in bn
+    assert "without stopping the run" not in bn
+    assert "here: 1/2 diverged, 0 of the 1 that did not kept the GP high" in bn
 
 
 def test_aggregate_does_not_average_seconds_across_devices(runs):
@@ -274,3 +289,23 @@ def test_repo_relative():
     assert report.repo_relative(REPO) == "."
     beside = REPO.parent / "elsewhere" / "x"  # beside the repository but not in ../shared: kept absolute
     assert report.repo_relative(beside) == str(beside.resolve())
+
+
+def test_final_step_and_the_note_on_finals_of_runs_that_stopped_early(runs):
+    s = report.summarize_runs(runs)
+    assert list(s["swd_final_step"]) == [20, 20, 20, 20, 10]  # b seed 1 diverged at 15: its last evaluation, 10
+    note = report.early_final_note(s, ["a", "b"], "swd")
+    assert note == "the final of a run that stopped early is its last evaluation: b seed 1 (diverged) at step 10"
+    assert report.early_final_note(s, ["a"], "swd") == ""
+    rows = report.difference_family(s, "swd", [dict(claim="b worse", paper="-", ours="b", reference="a",
+                                                    expected_sign=1.0)], "x", "01")
+    assert rows[0]["note"] == "b - a; " + note
+    eq = report.equivalence_claim(s, "swd", claim="same", paper="-", ours="a", reference="a", margin=2.0,
+                                  notebook="01")
+    assert eq["note"] == "a - a"
+
+
+def test_describe_ranking_reports_the_intervals_overlap_without_calling_it_a_test(runs):
+    text = report.describe_ranking(report.aggregate(report.summarize_runs(runs), ["swd"]), "swd")
+    assert "overlap (each configuration's own interval; the claims table tests the differences)." in text
+    assert "significant" not in text

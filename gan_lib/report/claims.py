@@ -39,7 +39,8 @@ from .runs import GP_HIGH, GP_HIGH_WINDOW, HEADLINE_METRICS
 from .stats import holm_adjusted_p, holm_levels, t_interval, welch_interval
 
 __all__ = ["ALPHA", "COLUMNS", "KINDS", "VERDICTS", "MARGINS", "equivalence_margin", "verdict", "with_verdicts",
-           "difference_family", "equivalence_claim", "machine_effect_claim", "descriptive_claim", "notebook_claims",
+           "early_final_note", "difference_family", "equivalence_claim", "machine_effect_claim", "descriptive_claim",
+           "notebook_claims",
            "CLAIMS", "claims_path", "save_claims", "read_claims", "claims_markdown", "readme_claims_table",
            "configurations_table", "readme_blocks", "readme_block_text", "readme_markers", "update_readme",
            "AGGREGATE_TABLES", "MARGIN_NOTES", "long_training_table"]
@@ -54,13 +55,14 @@ COLUMNS = ("notebook", "claim", "paper", "metric", "kind", "expected_sign", "mar
 # Equivalence margins: the largest difference of a metric's mean (over seeds) that counts as "no difference", per
 # (preset, metric), declared here before any comparison is read. cpu preset, best SWD (x1e3): the seed-to-seed sd
 # of one configuration in notebook 01 (the study's first runs, trained before any comparison of 02-04: DCGAN 0.6,
-# SAGAN 1.3, iGAN 1.1; pooled 1.0) puts two seeds of the same configuration ~1.5 apart on average; the margin is
-# twice the pooled sd, 2.0: a mean difference within the spread of single seeds is "no difference". Other presets
-# and metrics have no known spread yet: their equivalence claims stay inconclusive (margin NaN) until one is
-# declared here.
+# SAGAN 1.3, iGAN 1.1; pooled 1.03, declared as 1.0) puts two seeds of the same configuration ~1.5 apart on
+# average; the margin is twice the declared sd, 2.0: a mean difference within the spread of single seeds is "no
+# difference". Other presets and metrics have no known spread yet: their equivalence claims stay inconclusive
+# (margin NaN) until one is declared here.
 MARGINS = {("cpu", "swd"): 2.0}
 COUNT_METRICS = ("parameters", "unstable runs")  # descriptive estimates that are counts (shown without decimals)
-MARGIN_NOTES = {("cpu", "swd"): "margin 2.0 = twice the pooled seed sd of best SWD in notebook 01 (1.0)"}
+MARGIN_NOTES = {("cpu", "swd"): "margin 2.0 = twice the pooled seed sd of best SWD in notebook 01 "
+                                   "(1.03, declared as 1.0)"}
 
 
 def equivalence_margin(preset: str, metric: str) -> float:
@@ -120,6 +122,22 @@ def _values(summary: pd.DataFrame, label: str, column: str) -> pd.Series:
     return pd.to_numeric(g[column], errors="coerce") if column in g else pd.Series(dtype=float)
 
 
+def early_final_note(summary: pd.DataFrame, labels, metric: str) -> str:
+    """Where the "final" value of runs of ``labels`` is not the end of training: the runs that stopped early
+    (diverged, failed) and the step of their last ``metric`` evaluation, e.g. "the final of a run that stopped
+    early is its last evaluation: kbn seed 0 (diverged) at step 1500"; "" when every run ran to its end."""
+    col = f"{metric}_final_step"
+    if col not in summary or "state" not in summary:
+        return ""
+    g = summary[summary["label"].isin(list(labels))]
+    early = g[(g["state"] != "completed") & np.isfinite(pd.to_numeric(g[col], errors="coerce"))]
+    if not len(early):
+        return ""
+    runs = ", ".join(f"{r.label} seed {int(r.seed)} ({r.state}) at step {int(getattr(r, col))}"
+                     for r in early.itertuples())
+    return f"the final of a run that stopped early is its last evaluation: {runs}"
+
+
 def difference_family(summary: pd.DataFrame, metric: str, comparisons: list[dict], family: str,
                       notebook: str, alpha: float = ALPHA) -> list[dict]:
     """Difference claims ``ours - reference`` of best ``metric`` over seeds, Holm-corrected as one family.
@@ -147,7 +165,8 @@ def difference_family(summary: pd.DataFrame, metric: str, comparisons: list[dict
                          adjustment=adjustment, confidence=conf, p_value=w["p_value"],
                          p_adjusted=float(pa) if np.isfinite(w["p_value"]) else np.nan,
                          final_estimate=fin["diff"], final_ci_low=fin["ci_low"], final_ci_high=fin["ci_high"],
-                         note=f"{c['ours']} - {c['reference']}"))
+                         note="; ".join(filter(None, [f"{c['ours']} - {c['reference']}", early_final_note(
+                             summary, [c["ours"], c["reference"]], metric)]))))
     return rows
 
 
@@ -162,7 +181,9 @@ def equivalence_claim(summary: pd.DataFrame, metric: str, *, claim: str, paper: 
                 expected_sign=np.nan, margin=margin, estimate=at["diff"], ci_low=at["ci_low"], ci_high=at["ci_high"],
                 n_seeds=min(at["n_a"], at["n_b"]), adjustment="none", confidence=confidence, p_value=at["p_value"],
                 p_adjusted=np.nan, final_estimate=fin["diff"], final_ci_low=fin["ci_low"],
-                final_ci_high=fin["ci_high"], note="; ".join(filter(None, [f"{ours} - {reference}", note])))
+                final_ci_high=fin["ci_high"], note="; ".join(filter(None, [f"{ours} - {reference}", note,
+                                                                           early_final_note(summary, [ours, reference],
+                                                                                            metric)])))
 
 
 def _machines(summary: pd.DataFrame) -> pd.Series:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .runs import GP_HIGH, GP_HIGH_WINDOW
-from .stats import t_interval, welch_interval
+from .stats import t_interval
 from .tables import mean_sd, outcome_summary
 
 __all__ = ["describe_ranking", "describe_comparison", "describe_table2", "describe_outcomes", "dataset_note",
@@ -41,8 +41,8 @@ def describe_ranking(agg: pd.DataFrame, metric: str, by: str = "label") -> str:
             text.append(f"The 95% intervals of {a[by]} [{_fmt(a[f'{metric}_best_ci_low'])}, "
                         f"{_fmt(a[f'{metric}_best_ci_high'])}] and {b[by]} [{_fmt(b[f'{metric}_best_ci_low'])}, "
                         f"{_fmt(b[f'{metric}_best_ci_high'])}] "
-                        + ("overlap: the difference is not significant at this number of seeds."
-                           if overlap else "do not overlap."))
+                        + ("overlap" if overlap else "do not overlap")
+                        + " (each configuration's own interval; the claims table tests the differences).")
         else:
             text.append("One seed per configuration: no interval, so the order is not tested.")
     fcol = f"{metric}_final_mean"
@@ -112,49 +112,56 @@ def describe_table2(t2: pd.DataFrame, metric: str) -> str:
     return " ".join(text)
 
 
-def _against_baseline(g: pd.DataFrame, base: pd.DataFrame, metric: str) -> tuple[str, int]:
-    """(text, sign): the best ``metric`` of runs ``g`` against the baseline's; sign +1 significantly worse
-    (higher), -1 significantly better, 0 not distinguishable or not testable."""
-    col = f"{metric}_best"
-    if col not in g or col not in base:
-        return "", 0
-    a, b = t_interval(g[col]), t_interval(base[col])
-    w = welch_interval(g[col], base[col])
-    text = f"best {metric} {mean_sd(a['mean'], a['sd'])} vs the baseline's {mean_sd(b['mean'], b['sd'])}"
-    if not np.isfinite(w["ci_low"]):
-        return text + " (too few seeds to test the difference)", 0
-    ci = f"difference {_fmt(w['diff'], 3)}, unadjusted 95% CI [{_fmt(w['ci_low'], 3)}, {_fmt(w['ci_high'], 3)}]"
-    if w["ci_low"] > 0:
-        return text + f": significantly worse ({ci})", 1
-    if w["ci_high"] < 0:
-        return text + f": significantly better ({ci})", -1
-    return text + f": not distinguishable ({ci})", 0
+def _beside_baseline(g: pd.DataFrame, base: pd.DataFrame, metric: str) -> str:
+    """The best and the final ``metric`` of runs ``g`` beside the baseline's (mean ± sd over seeds): a
+    description, no test (whether they differ is the claims table's verdict, with its family-wise correction)."""
+    parts = []
+    for stat in ("best", "final"):
+        col = f"{metric}_{stat}"
+        if col in g and col in base:
+            a, b = t_interval(g[col]), t_interval(base[col])
+            parts.append(f"{stat} {metric} {mean_sd(a['mean'], a['sd'])} vs the baseline's "
+                         f"{mean_sd(b['mean'], b['sd'])}")
+    return ", ".join(parts)
 
 
 def describe_outcomes(summary: pd.DataFrame, claims: dict | None = None, metric: str | None = None,
                       baseline: str | None = None) -> str:
-    """§5.3: which configurations completed or diverged (and where), how many kept the GP high (`GP_HIGH`: a
-    collapse the divergence rule lets finish), beside what the paper reports (``claims``: label -> its
-    statement). With ``metric`` and ``baseline`` (a label), each other configuration's best metric is compared
-    with the baseline's (Welch 95% interval of the difference, unadjusted: the claims table applies Holm and gives
-    the verdicts)."""
+    """§5.3: which configurations completed or diverged (and where), which runs had the GP high for long
+    (`GP_HIGH` for `GP_HIGH_WINDOW` steps: a collapse the divergence rule lets finish, or the run-up to a
+    divergence), beside what the paper reports (``claims``: label -> its statement). With ``metric`` and
+    ``baseline`` (a label), each other configuration's best and final metric stand beside the baseline's (means,
+    no test: the claims table tests the differences, with Holm's correction, and gives the verdicts)."""
     text = []
     base = summary[summary["label"] == baseline] if baseline is not None else summary.iloc[0:0]
     for label in pd.unique(summary["label"]):
         g = summary[summary["label"] == label]
-        n_div = int((g["state"] == "diverged").sum())
+        n, n_div = len(g), int((g["state"] == "diverged").sum())
         line = f"- **{label}**: {outcome_summary(g['state'], g['step'])}; max GP {_fmt(g['gp_max'].max(), 3)}"
-        high = g[(g["state"] != "diverged") & np.isfinite(g["gp_high_step"])]
+        high_all = g[np.isfinite(g["gp_high_step"])]
+        high = high_all[high_all["state"] != "diverged"]
+        before = high_all[high_all["state"] == "diverged"]
         if len(high):
             at = ", ".join(f"seed {int(r.seed)} from step {int(r.gp_high_step)}" for r in high.itertuples())
             line += (f"; GP above {GP_HIGH:g} for {GP_HIGH_WINDOW} steps without stopping the run in "
-                     f"{len(high)}/{len(g)} ({at})")
+                     f"{len(high)}/{n} ({at})")
+        if len(before):
+            at = ", ".join(f"seed {int(r.seed)} from step {int(r.gp_high_step)}" for r in before.itertuples())
+            line += f"; GP above {GP_HIGH:g} for {GP_HIGH_WINDOW} steps before diverging in {len(before)}/{n} ({at})"
         if metric is not None and len(base) and label != baseline:
-            line += f"; {_against_baseline(g, base, metric)[0]}"
+            beside = _beside_baseline(g, base, metric)
+            line += f"; {beside}" if beside else ""
+            if n_div:
+                line += " (a diverged run's final is its last evaluation before it stopped)"
         if claims and label in claims:
-            line += (f". Paper: {claims[label]}; here: {n_div}/{len(g)} diverged, {len(high)}/{len(g)} kept the GP "
-                     f"high")
+            kept = (f"{len(high)}/{n} kept the GP high" if not n_div else
+                    f"{len(high)} of the {n - n_div} that did not kept the GP high")
+            line += f". Paper: {claims[label]}; here: {n_div}/{n} diverged, {kept}"
         text.append(line + ".")
+    if metric is not None and len(base):
+        text.append(f"\nThese are means over seeds, not tests: whether a configuration's {metric} differs from the "
+                    "baseline's is the claims table's verdict (its interval, with Holm's correction over the "
+                    "variants).")
     return "\n".join(text)
 
 

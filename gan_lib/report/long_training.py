@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .claims import ALPHA, descriptive_claim, instability_claims, with_verdicts
+from .claims import ALPHA, descriptive_claim, early_final_note, instability_claims, with_verdicts
 from .runs import (GP_HIGH, GP_HIGH_WINDOW, load_evals, load_metrics, metric_columns, run_entries, summarize_runs,
                    sustained_above)
 from .stats import holm_adjusted_p, holm_levels, t_interval, welch_interval
@@ -354,7 +354,8 @@ def long_training_claims(end: pd.DataFrame, at_reference: pd.DataFrame, metric: 
             final_estimate=w["diff"], final_ci_low=w["ci_low"], final_ci_high=w["ci_high"],
             note=(f"{v} - {base}; the estimate is the final value; at step {reference_step} {_interval(r)}"
                   + (f" ({_direction(r)})" if np.isfinite(r["ci_low"]) else "")
-                  + f"; best over the run {_interval(b)}")))
+                  + f"; best over the run {_interval(b)}"
+                  + "".join(f"; {n}" for n in [early_final_note(end, [v, base], metric)] if n))))
     two = [v for v in labels if "two-involutions" in v]
     gp = _family(end, "log10_gp_end", [(v, base) for v in two], alpha)
     gp_family = f"holm over {len(two)} two-involution variants" if len(two) > 1 else "none"

@@ -189,12 +189,13 @@ def sustained_above(steps, values, threshold: float, window: int) -> float:
 def summarize_runs(runs, metrics: list[str] | None = None, skip_timing_rows: int = SKIP_TIMING_ROWS) -> pd.DataFrame:
     """One row per run: label, seed, state, step, outcome, sec_per_step, device and precision (as the run
     resolved them: a study may mix machines), ``<m>_best``, ``<m>_best_step``,
-    ``<m>_final`` for each metric (all metric columns by default), and ``gp_max``, ``gp_final``,
+    ``<m>_final``, ``<m>_final_step`` for each metric (all metric columns by default), and ``gp_max``, ``gp_final``,
     ``gp_high_step`` (`GP_HIGH`: the step from which the GP stayed high, NaN if never), ``emd_final`` from
     metrics.csv.
 
     ``<m>_best`` is the minimum over the run's evaluations (the paper's min(FID)): a selected statistic, biased
-    low against the value a run ends with; ``<m>_final`` is its last evaluation."""
+    low against the value a run ends with; ``<m>_final`` is its last evaluation (for a run that stopped early, e.g.
+    diverged, the last one before it stopped: ``<m>_final_step`` says where)."""
     entries = run_entries(runs)
     table = load_runs(entries, skip_timing_rows)
     evals, steps = load_evals(entries), load_metrics(entries)
@@ -211,6 +212,7 @@ def summarize_runs(runs, metrics: list[str] | None = None, skip_timing_rows: int
             row[f"{m}_best"] = float(ok.min()) if len(ok) else np.nan
             row[f"{m}_best_step"] = int(ev.loc[ok.idxmin(), "step"]) if len(ok) else np.nan
             row[f"{m}_final"] = float(ok.iloc[-1]) if len(ok) else np.nan
+            row[f"{m}_final_step"] = int(ev.loc[ok.index[-1], "step"]) if len(ok) else np.nan
         st = steps[steps["name"] == e["name"]] if len(steps) else steps
         gp = pd.to_numeric(st["gp"], errors="coerce") if len(st) else pd.Series(dtype=float)
         gp_ok = gp[np.isfinite(gp)]
