@@ -36,7 +36,7 @@ def add_train(sub) -> None:
     p.add_argument("--model", choices=CHOICES["model"], help="GAN (default: igan)")
     p.add_argument("--dataset", help="celeba | mnist | folder | synthetic (default: celeba)")
     p.add_argument("--data-root", help="data folder (default: the dataset's usual places)")
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="config preset (default: cpu)")
+    p.add_argument("--preset", choices=list(PRESETS), help="config preset (default: cpu; not with --config)")
     p.add_argument("--out", required=True, help="run folder; with several --seeds it must contain {seed}, e.g. "
                    "'runs/igan-s{seed}'")
     p.add_argument("--config", help="a config.json (e.g. a run's) to start from instead of the preset")
@@ -61,19 +61,30 @@ def config_from_args(args):
 
     overrides = parse_overrides([kv for group in args.overrides for kv in group])
     for key in ("model", "dataset", "data_root", "steps", "seed", "device", "precision"):
-        if getattr(args, key, None) is not None:
-            overrides[key] = getattr(args, key)
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if key in overrides and overrides[key] != value:  # the same setting asked for twice, differently
+            raise ConfigError(f"--{key.replace('_', '-')} {value} and --set {key}={overrides[key]} disagree: "
+                              "give it once")
+        overrides[key] = value
+    if getattr(args, "seeds", None) and ("seed" in overrides):
+        raise ConfigError("--seeds lists the seeds to train; drop --seed / --set seed=")
     if getattr(args, "config", None):
+        if getattr(args, "preset", None):
+            raise ConfigError("--config replaces the preset: give --config or --preset, not both")
         try:
             base = TrainConfig.load(args.config).to_dict()
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot read --config {args.config}: {e}") from None
         return TrainConfig.from_dict({**base, **overrides})
-    return make_config(args.preset, **overrides)
+    return make_config(getattr(args, "preset", None) or "cpu", **overrides)
 
 
 def seed_runs(args, cfg) -> tuple[list, list[str]]:
     """(configs, run folders) for ``--seeds a,b,c`` (``--out`` must contain ``{seed}``), else for ``cfg`` alone."""
+    if not args.out.strip():
+        raise ConfigError("--out is empty: name the run folder, e.g. --out runs/igan")
     if not args.seeds:
         return [cfg], [args.out.replace("{seed}", str(cfg.seed))]
     try:
@@ -97,7 +108,7 @@ def cmd_train(args) -> int:
 
     cfgs, outs = seed_runs(args, config_from_args(args))
     runs = [RunDir(out).check_path() for out in outs]
-    source = f"config {args.config}" if args.config else f"{args.preset} preset"
+    source = f"config {args.config}" if args.config else f"{args.preset or 'cpu'} preset"
     for cfg, run in zip(cfgs, runs):
         verb = describe_start(run, cfg, args.restart)
         print(f"{verb} {cfg.model} seed {cfg.seed} ({source}: {cfg.image_size}px, width {cfg.width}, batch "
@@ -208,6 +219,13 @@ def cmd_eval(args) -> int:
     metrics = [m for group in (args.metrics or []) for m in group.split(",") if m] or None
     if metrics:
         check_metric_names(metrics, "--metrics")
+        from .metrics.evaluate import available_metrics
+
+        missing = [m for m in metrics if not available_metrics()[m]]
+        if missing:  # asked for by name: an error (a run's own config only warns and leaves them out)
+            raise ConfigError(f"--metrics {' '.join(missing)} needs pytorch-fid's Inception weights, not found: "
+                              "fetch them with 'python -m gan_lib weights fetch' (see README, 'How to get FID'), "
+                              "or use " + " ".join(f"{m}_randconv" for m in missing) + " (offline features)")
     if args.num_samples is not None and args.num_samples < MIN_EVAL_SAMPLES:
         raise ConfigError(f"--num-samples must be >= {MIN_EVAL_SAMPLES}, got {args.num_samples}")
     note = run_note(RunDir(run_dir))
@@ -287,8 +305,19 @@ def add_executor_args(p) -> None:
                                                                   "needs, a fraction shares a GPU (default 0)")
 
 
+def check_executor_args(args) -> None:
+    """`ConfigError` for Ray's options without ``--executor ray`` (they would be ignored)."""
+    given = [flag for flag, value, default in (("--address", args.address, None), ("--cpus-per-run",
+             args.cpus_per_run, 1), ("--gpus-per-run", args.gpus_per_run, 0)) if value != default]
+    if args.executor != "ray" and given:
+        raise ConfigError(f"{', '.join(given)}: for --executor ray only; add --executor ray, or drop "
+                          + ("it" if len(given) == 1 else "them"))
+
+
 def cmd_reproduce(args) -> int:
     from .reproduce import exit_code, reproduce, select_notebooks
+
+    check_executor_args(args)
 
     seeds = None
     if args.seeds:
@@ -335,6 +364,10 @@ def main(argv=None) -> int:
         return e.exit_code
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (PermissionError, NotADirectoryError, IsADirectoryError) as e:  # a path the user chose is not usable
+        print(f"error: cannot use {e.filename} ({e.strerror}): pick a path you can write, or fix its permissions",
+              file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command to resume", file=sys.stderr)

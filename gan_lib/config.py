@@ -104,6 +104,7 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> "TrainConfig":
+        self._check_types()
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not valid; choose one of {list(allowed)}")
@@ -128,6 +129,36 @@ class TrainConfig:
         check_metric_names(self.metrics, "metrics")
         self._check_best_metric()
         return self
+
+    def _check_types(self) -> None:
+        """Each field holds its declared type (a config.json or --config file can hold anything): int (not bool),
+        float (or int), bool, str, ``X | None``, a tuple of str (a list or a comma-separated string too)."""
+        def fits(value, tp) -> bool:
+            origin, args = typing.get_origin(tp), typing.get_args(tp)
+            if origin in (typing.Union, types.UnionType):
+                return any(fits(value, a) for a in args)
+            if tp is type(None):
+                return value is None
+            if origin is tuple:
+                return isinstance(value, str) or (isinstance(value, (tuple, list))
+                                                  and all(fits(v, args[0]) for v in value))
+            if tp is float:
+                return isinstance(value, (int, float)) and not isinstance(value, bool)
+            if tp is int:
+                return isinstance(value, int) and not isinstance(value, bool)
+            return isinstance(value, tp)
+
+        names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+        for key, tp in typing.get_type_hints(type(self)).items():
+            value = getattr(self, key)
+            if not fits(value, tp):
+                args = [a for a in typing.get_args(tp) if a is not type(None)]
+                what = (names.get(args[0], str(args[0])) + " or null" if typing.get_origin(tp) in
+                        (typing.Union, types.UnionType) else "a list of names" if typing.get_origin(tp) is tuple
+                        else names.get(tp, str(tp)))
+                raise ConfigError(f"{key} must be {what}, got {value!r}")
+        if not -(2 ** 63) <= self.seed < 2 ** 64 - 4:  # torch's seed range; a run uses seed .. seed + 3
+            raise ConfigError(f"seed must be an integer in [-2**63, 2**64 - 4), got {self.seed}")
 
     def _check_values(self) -> None:
         """Numeric ranges (a value out of range would train nonsense or fail later)."""
@@ -190,6 +221,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"a config must be a JSON object of key: value pairs, got a {type(d).__name__}")
         unknown = sorted(set(d) - set(field_names()))
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; valid keys: {field_names()}")

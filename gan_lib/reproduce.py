@@ -32,7 +32,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .config import PRESETS, ConfigError
+from .config import PRESETS, ConfigError, make_config
 from .report.claims import update_readme
 from .report.tables import repo_relative
 from .study import EXPERIMENTS, experiment, threads_for
@@ -93,6 +93,10 @@ def choose_dataset(dataset: str | None = None, data_root: str | None = None) -> 
     dataset = dataset or "celeba"
     if data_root is not None:
         data_root = str(Path(data_root).expanduser().resolve())
+        if not Path(data_root).is_dir():
+            raise ConfigError(f"--data-root {data_root} is not a folder: pass the folder that holds the {dataset} data")
+    elif dataset == "folder":
+        raise ConfigError("--dataset folder needs --data-root PATH (a folder of images)")
     elif dataset == "celeba":
         root = find_celeba_root()
         if root is None:
@@ -233,8 +237,17 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
     check_executor(executor, jobs=jobs, num_cpus=cpus_per_run, num_gpus=gpus_per_run, address=address)
     names = select_notebooks(only)
     dataset, data_root, warning = choose_dataset(dataset, data_root)
+    overrides = {k: v for k, v in dict(steps=steps, eval_every=eval_every).items() if v is not None}
+    make_config(preset, dataset=dataset, data_root=data_root, **overrides)  # bad values: one error, up front
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     threads = threads or (None if executor == "ray" else threads_for(jobs))  # Ray: OMP_NUM_THREADS = its CPUs
     runs_root, results = Path(runs_root).resolve(), Path(results).resolve()
+    for flag, path in (("--runs-root", runs_root), ("--results", results)):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{flag} {path} is a file, not a folder: pass a folder (it is created when missing)")
+    if MNIST_NOTEBOOK in names and mnist_root is not None and find_mnist_root(mnist_root)[0] is None:
+        raise ConfigError(f"--mnist-root: {find_mnist_root(mnist_root)[1]}")
     base = results / preset
     base.mkdir(parents=True, exist_ok=True)
     status_path = base / STATUS_FILE
@@ -285,6 +298,9 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
             outcomes = exp.run(runs_root=nb_runs_root, jobs=jobs, threads=threads, progress=progress, train=train,
                                executor=executor, address=address, cpus_per_run=cpus_per_run,
                                gpus_per_run=gpus_per_run)
+            if not train and not outcomes:
+                raise ConfigError(f"no finished run of {name} in {nb_runs_root}: train them first (drop --no-train) "
+                                  "or pass the --runs-root that holds them")
             entry["runs"] = _count(outcomes)
             bad = [f"{o['name']}: {o['reason']}" for o in outcomes if o["state"] == "failed"]
             if bad:

@@ -285,15 +285,24 @@ class RunDir:
     def save_config(self, config: dict) -> None:
         atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
 
+    def _read_json(self, path: Path):
+        """A JSON file of the folder; `RunDirError` (one line, what to do) when it is not JSON: the folder's files
+        are written atomically, so only a hand edit or a damaged disk does that."""
+        try:
+            return json.loads(path.read_text())
+        except ValueError as e:
+            raise RunDirError(f"{path} is not valid JSON ({e}): repair it, or start the run over with --restart "
+                              "(the folder is moved aside, not deleted)") from None
+
     def load_config(self) -> dict:
-        return json.loads(self.config_path.read_text())
+        return self._read_json(self.config_path)
 
     def save_data_fingerprint(self, fingerprint: dict) -> None:
         """data.json: what `gan_lib.data.data_fingerprint` says about the run's training data."""
         atomic_write_text(self.data_path, json.dumps(fingerprint, indent=2) + "\n")
 
     def read_data_fingerprint(self) -> dict | None:
-        return json.loads(self.data_path.read_text()) if self.data_path.exists() else None
+        return self._read_json(self.data_path) if self.data_path.exists() else None
 
     # --- per-step metrics ---
     def append_metrics(self, rows: list[dict]) -> None:
@@ -368,13 +377,7 @@ class RunDir:
     def read_status(self) -> dict:
         """status.json's fields ({} before the first write); `RunDirError` when the file is not JSON (it is always
         written atomically, so only a hand edit or a damaged disk does that)."""
-        if not self.status_path.exists():
-            return {}
-        try:
-            return json.loads(self.status_path.read_text())
-        except ValueError as e:
-            raise RunDirError(f"{self.status_path} is not valid JSON ({e}): repair it, or start the run over with "
-                              "--restart (the folder is moved aside, not deleted)") from None
+        return self._read_json(self.status_path) if self.status_path.exists() else {}
 
     def liveness(self, status: dict | None = None) -> str | None:
         """For a status in state "running": ``"live"`` (a process trains the folder now), ``"stale"`` (nobody

@@ -286,7 +286,8 @@ def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_
     ``executor``: ``"local"`` (a pool of ``jobs`` threads, each waiting on its run's subprocess) or ``"ray"``
     (each run a Ray task needing ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs, on the cluster at ``address``
     or a local instance of ``jobs`` runs): `gan_lib.executors.map_jobs`. With Ray the run folders must be on
-    storage every node sees (``runs_root`` is made absolute); ``train=False`` never needs Ray.
+    storage every node sees (``runs_root`` is made absolute); ``train=False`` never needs Ray. A relative
+    ``data_root`` is relative to the repository root (`repo_path`), wherever the caller runs.
 
     Ctrl-C / SIGINT: the running runs stop themselves (same process group), no queued run starts (the
     executor's map cancels the pending ones), and KeyboardInterrupt is re-raised once the running ones ended.
@@ -305,7 +306,8 @@ def run_all(specs: list[RunSpec], preset: str, *, dataset: str = "celeba", data_
     check_executor(executor, jobs=jobs, num_cpus=cpus_per_run, num_gpus=gpus_per_run, address=address)
     if executor == "ray":  # a worker's cwd is not ours: every path it gets is absolute
         runs_root = Path(runs_root).absolute()
-        data_root = None if data_root is None else str(Path(data_root).expanduser().absolute())
+    if data_root is not None:  # a relative one is relative to the repository, as the notebooks give it (whatever
+        data_root = str(repo_path(data_root).absolute())  # folder the runs are started from: `reproduce`'s caller's)
     common = dict(dataset=dataset, data_root=data_root, **overrides)
     cfg0 = make_config(preset, **common)  # validate once, before anything starts
     fingerprint = None

@@ -40,6 +40,16 @@ def test_train_then_eval(celeba_root, tmp_path, capsys):
     (["train", "--out", "x", "--dataset", "imagenet"], "dataset='imagenet' is not valid"),
     (["eval", "no/such/run"], "not a run folder"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["train", "--out", ""], "--out is empty: name the run folder"),
+    (["train", "--out", "x", "--seed", "5", "--set", "seed=7"], "--seed 5 and --set seed=7 disagree"),
+    (["train", "--out", "x{seed}", "--seeds", "1,2", "--seed", "3"], "--seeds lists the seeds to train"),
+    (["train", "--out", "x", "--seed", "99999999999999999999"], "seed must be an integer in [-2**63"),
+    (["reproduce", "--address", "127.0.0.1:1"], "--address: for --executor ray only"),
+    (["reproduce", "--preset", "smoke", "--dataset", "folder"], "--dataset folder needs --data-root PATH"),
+    (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--steps", "-1"], "steps must be >= 0"),
+    (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--eval-every", "0"], "eval_every must be >= 1"),
+    (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--threads", "-2"], "--threads must be >= 1"),
+    (["reproduce", "--preset", "smoke", "--data-root", "/no/such/folder"], "is not a folder"),
 ])
 def test_bad_arguments_exit_2_with_a_message(args, message, capsys):
     assert main(args) == 2
@@ -61,3 +71,65 @@ def test_module_entry_point_reports_errors_without_traceback():
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "unknown config key 'gp_lamda'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_config_files_and_run_folders_that_are_wrong_exit_2_in_one_line(tmp_path, capsys):
+    """A --config of the wrong shape or types, --config beside --preset, a damaged config.json in the run folder,
+    --results or --runs-root naming a file, an --mnist-root that is not there: one line each, nothing created."""
+    bad_type, as_list = tmp_path / "bad.json", tmp_path / "list.json"
+    bad_type.write_text('{"width": "abc"}')
+    as_list.write_text("[1, 2]")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{bad")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    out = str(tmp_path / "run")
+    cases = [
+        (["train", "--out", out, "--config", str(bad_type)], "width must be an integer, got 'abc'"),
+        (["train", "--out", out, "--config", str(as_list)], "a config must be a JSON object"),
+        (["train", "--out", out, "--config", str(bad_type), "--preset", "smoke"], "give --config or --preset"),
+        (["train", "--out", str(damaged), "--preset", "smoke", "--dataset", "synthetic"],
+         "config.json is not valid JSON"),
+        (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--results", str(a_file)],
+         "--results " + str(a_file) + " is a file"),
+        (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--runs-root", str(a_file)],
+         "--runs-root " + str(a_file) + " is a file"),
+        (["reproduce", "--preset", "smoke", "--only", "04", "--mnist-root", str(tmp_path / "none"),
+          "--results", str(tmp_path / "res")], "--mnist-root: MNIST root"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "res").exists()
+
+
+def test_reproduce_without_training_and_without_runs_says_where_it_looked(tmp_path, capsys):
+    args = ["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--only", "01", "--no-train", "--no-progress",
+            "--runs-root", str(tmp_path / "none"), "--results", str(tmp_path / "res")]
+    assert main(args) == 1
+    status = json.loads((tmp_path / "res" / "smoke" / "reproduce_status.json").read_text())
+    error = status["notebooks"]["01_gan_comparison"]["error"]
+    assert error.startswith("ConfigError: no finished run of 01_gan_comparison in " + str(tmp_path / "none"))
+    assert "drop --no-train" in error and "traceback" not in status["notebooks"]["01_gan_comparison"]
+
+
+def test_eval_asked_for_fid_without_the_weights_is_an_error(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no hub cache holding the weights
+    monkeypatch.setenv("GAN_LIB_INCEPTION_WEIGHTS", str(tmp_path / "none.pth"))
+    assert main(["eval", str(run), "--metrics", "fid", "swd"]) == 2
+    err = capsys.readouterr().err
+    assert "--metrics fid needs pytorch-fid's Inception weights" in err and "weights fetch" in err
+    assert "fid_randconv" in err and not (run / "eval_best.json").exists()
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/sys/kernel"), reason="needs sysfs (where nobody can mkdir)")
+def test_a_run_folder_that_cannot_be_created_is_one_line(capsys):
+    assert main(["train", "--out", "/sys/kernel/gan_lib_run", "--preset", "smoke", "--dataset", "synthetic",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot use /sys/kernel/gan_lib_run") and "Traceback" not in err

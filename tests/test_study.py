@@ -76,3 +76,23 @@ def test_run_all_starts_no_run_after_sigint_and_reports_each_end(tmp_path, monke
                       on_done=reported.append)
     assert started == [s.name for s in specs[:3]]  # the queued runs were not started
     assert [o["name"] for o in reported] == started  # the running one ended and was reported
+
+
+def test_run_all_reads_a_relative_data_root_against_the_repository_from_any_folder(tmp_path, monkeypatch):
+    """The notebooks (and `reproduce`, which hands them repo-relative paths) give data_root relative to the
+    repository; the runs must find it whatever folder the study was started from."""
+    seen = []
+
+    def fake_run_one(spec, preset, path, **kw):
+        seen.append(kw["data_root"])
+        return dict(name=spec.name, state="completed", reused=False)
+
+    monkeypatch.setattr(study, "run_one", fake_run_one)
+    monkeypatch.chdir(tmp_path)
+    specs = study.involution_cases((0,))[:1]
+    study.run_all(specs, "smoke", dataset="folder", data_root="tests", runs_root=tmp_path / "r", train=False,
+                  progress=False)
+    assert seen == [str(study.REPO / "tests")]
+    study.run_all(specs, "smoke", dataset="folder", data_root=str(tmp_path), runs_root=tmp_path / "r", train=False,
+                  progress=False)
+    assert seen[-1] == str(tmp_path)

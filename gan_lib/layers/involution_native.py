@@ -12,6 +12,7 @@ fails.
 from __future__ import annotations
 
 import hashlib
+import logging
 import warnings
 from pathlib import Path
 
@@ -42,11 +43,23 @@ def extension_name(source: str, cap: str) -> str:
     return f"gan_lib_involution_{cap.lower()}_{digest}"
 
 
+def _cpp_extension():
+    """``torch.utils.cpp_extension``, imported without the warning it logs on import when a CUDA toolkit is
+    installed but no GPU is visible ("No CUDA runtime is found"): true there, irrelevant to these CPU kernels,
+    and noise in every run's output."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension as cpp_extension
+    finally:
+        log.setLevel(level)
+    return cpp_extension
+
+
 def _is_built(name: str) -> bool:
     try:
-        from torch.utils.cpp_extension import _get_build_directory
-
-        return (Path(_get_build_directory(name, False)) / f"{name}.so").exists()
+        return (Path(_cpp_extension()._get_build_directory(name, False)) / f"{name}.so").exists()
     except Exception:
         return False
 
@@ -58,7 +71,7 @@ def load(verbose: bool = False):
         return _state["module"]
     _state["module"] = None
     try:
-        from torch.utils.cpp_extension import load as load_extension
+        load_extension = _cpp_extension().load
 
         cap = capability()
         name = extension_name(SOURCE.read_text(), cap)

@@ -248,6 +248,9 @@ def first_seed(runs) -> list[dict]:
 def check_evaluated(runs) -> None:
     """Raise RuntimeError listing each run's outcome when no run has any evaluation to report."""
     table = load_runs(runs)
+    if not len(table):
+        raise RuntimeError("no finished run to report: train the runs first (train=True), or point runs_root at "
+                           "the folder that holds them")
     if not len(load_evals(runs)):
         lines = "\n".join(f"  {r.name}: {r.outcome}" for r in table.itertuples())
         raise RuntimeError(f"no run has an evaluation; nothing to report:\n{lines}")
