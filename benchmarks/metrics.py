@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from gan_lib.data import load_dataset  # noqa: E402
-from gan_lib.metrics.features import RandConvFeatures, extract_features  # noqa: E402
+from gan_lib.errors import EXIT_USER_ERROR, UserError  # noqa: E402
+from gan_lib.metrics.features import PRECISIONS, RandConvFeatures, extract_features  # noqa: E402
 from gan_lib.metrics.frechet import feature_statistics, frechet_distance  # noqa: E402
 from gan_lib.metrics.inception import InceptionFeatures, build_fid_inception  # noqa: E402
 from gan_lib.metrics.kid import kernel_inception_distance  # noqa: E402
@@ -37,13 +38,25 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    try:
+        benchmark(argv)
+    except UserError as e:  # e.g. a folder that is not CelebA: one line, as `python -m gan_lib`
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except (FileNotFoundError, NotADirectoryError) as e:  # e.g. a --data-root that does not exist
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def benchmark(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None, help="CelebA folder (default: the usual places)")
     p.add_argument("--n", type=int, default=10_000)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--inception-images", type=int, default=500)
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS)
     args = p.parse_args(argv)
 
     data, t_load = timed(lambda: load_dataset("celeba", root=args.data_root, image_size=args.image_size,
@@ -91,4 +104,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

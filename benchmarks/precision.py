@@ -16,17 +16,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan_lib.config import make_config  # noqa: E402
+from gan_lib.config import PRESETS, make_config  # noqa: E402
+from gan_lib.errors import EXIT_USER_ERROR, UserError  # noqa: E402
 from gan_lib.run_dir import RunDir  # noqa: E402
 from gan_lib.train import train  # noqa: E402
 
 COLUMNS = ("loss_d", "loss_g", "gp", "emd")
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    try:
+        compare(argv)
+    except UserError as e:  # a bad --model / --dataset / --steps, ...: one line, as `python -m gan_lib`
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except (FileNotFoundError, NotADirectoryError) as e:  # e.g. a --data-root that does not exist
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def compare(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="igan")
-    p.add_argument("--preset", default="cpu")
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
     p.add_argument("--dataset", default="celeba")
     p.add_argument("--data-root", default=None)
     p.add_argument("--steps", type=int, default=400)
@@ -68,4 +81,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

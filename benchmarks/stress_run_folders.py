@@ -197,10 +197,23 @@ def interrupt_once(args, run: RunDir, rng: random.Random, log: Path) -> tuple[st
     return f"SIG{sig} -> exits {holder.returncode}/{refused.returncode}", problems
 
 
+def interrupt_range(text: str) -> tuple[int, int]:
+    """``"1-3"`` -> ``(1, 3)``, ``"2"`` -> ``(2, 2)`` (argparse's ``type``: a bad value is a usage error)."""
+    lo, _, hi = text.partition("-")
+    try:
+        lo, hi = int(lo), int(hi or lo)
+    except ValueError:
+        lo = hi = -1
+    if not 0 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"expected a count or a range LO-HI of counts >= 0, e.g. 1-3; got {text!r}")
+    return lo, hi
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=5)
-    ap.add_argument("--interrupts", default="1-3", help="interruptions per trial, a range (default 1-3)")
+    ap.add_argument("--interrupts", type=interrupt_range, default="1-3",
+                    help="interruptions per trial, a range (default 1-3)")
     ap.add_argument("--steps", type=int, default=40, help="generator steps of each run (smoke: checkpoint every 10)")
     ap.add_argument("--max-delay", type=float, help="latest signal after the lock is taken, in seconds (default: "
                                                     "0.12 s per step, about the run's length on 2 busy cores)")
@@ -210,8 +223,7 @@ def main(argv=None) -> int:
     ap.add_argument("--root", type=Path, default=Path("/tmp/gan_lib_stress"))
     ap.add_argument("--keep", action="store_true", help="keep the run folders")
     args = ap.parse_args(argv)
-    lo, _, hi = args.interrupts.partition("-")
-    lo, hi = int(lo), int(hi or lo)
+    lo, hi = args.interrupts
     args.max_delay = args.max_delay or 0.12 * args.steps
     rng = random.Random(args.seed)
     shutil.rmtree(args.root, ignore_errors=True)

@@ -13,7 +13,8 @@ of some configurations before starting the next). SIGINT (Ctrl-C, or ``kill -INT
 stops the running runs, which save a checkpoint and mark themselves interrupted (they resume on the next call), and
 no new run starts after it (exit code 130). One JSON line per run on stdout as it ends. ``--stack on`` trains each
 configuration's seeds as one stacked model (one job per configuration; ``auto``, the default: on a GPU only,
-`study.stack_default`).
+`study.stack_default`). A bad argument (an unknown notebook or preset, a missing data folder, ...) prints one
+line ``error: ...`` on stderr and exits with code 2.
 """
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan_lib.__main__ import add_executor_args  # noqa: E402
-from gan_lib.config import ConfigError  # noqa: E402
-from gan_lib.reproduce import select_notebooks  # noqa: E402
-from gan_lib.study import DEFAULT_SEEDS, experiment, repo_path, run_all  # noqa: E402
+from gan_lib.__main__ import add_executor_args, check_executor_args  # noqa: E402
+from gan_lib.config import PRESETS, ConfigError  # noqa: E402
+from gan_lib.errors import EXIT_USER_ERROR, UserError  # noqa: E402
+from gan_lib.reproduce import EXPERIMENTS, select_notebooks  # noqa: E402
+from gan_lib.study import experiment, repo_path, run_all  # noqa: E402
 
 
 def seed_major(specs: list) -> list:
@@ -37,10 +39,35 @@ def seed_major(specs: list) -> list:
     return sorted(specs, key=lambda s: s.seed)
 
 
+def notebook_name(arg: str) -> str:
+    """The one notebook ``arg`` names (number or name prefix); ConfigError naming the valid ones otherwise."""
+    try:
+        names = select_notebooks(arg) if arg.strip() else []
+    except ConfigError:
+        names = []
+    if len(names) != 1:
+        raise ConfigError(f"notebook {arg!r} is not one notebook; give one of {', '.join(EXPERIMENTS)} "
+                          f"(by number, e.g. 02, or name)")
+    return names[0]
+
+
+def parse_seeds(arg: str | None) -> tuple | None:
+    """``"0,1,2"`` -> ``(0, 1, 2)``; None or "" -> None (the preset's seeds); ConfigError for anything else."""
+    if not arg:
+        return None
+    try:
+        seeds = tuple(int(s) for s in arg.split(",") if s.strip())
+    except ValueError:
+        seeds = ()
+    if not seeds:
+        raise ConfigError(f"--seeds expects comma-separated integers, e.g. 0,1,2; got {arg!r}")
+    return seeds
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("notebook", help="number or name, e.g. 02")
-    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("notebook", help=f"number or name, one of {', '.join(EXPERIMENTS)}, e.g. 02")
+    ap.add_argument("--preset", default="cpu", choices=list(PRESETS))
     ap.add_argument("--dataset", default="celeba")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--split", default=None)
@@ -54,10 +81,23 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=None)
     add_executor_args(ap)  # --stack auto|on|off, --executor local|ray, --address, --cpus-per-run, --gpus-per-run
     a = ap.parse_args(argv)
-    (name,) = select_notebooks(a.notebook)
-    seeds = tuple(int(s) for s in a.seeds.split(",")) if a.seeds else DEFAULT_SEEDS[a.preset]
+    try:
+        return train_notebook(a)
+    except UserError as e:  # a bad value (config, data, --executor ray without Ray, ...): one line, as gan_lib.__main__
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except (FileNotFoundError, NotADirectoryError) as e:  # e.g. a --data-root that does not exist
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def train_notebook(a: argparse.Namespace) -> int:
+    check_executor_args(a)
+    name = notebook_name(a.notebook)
+    seeds = parse_seeds(a.seeds)
     extra = {"split": a.split} if a.split else {}
-    exp = experiment(name, a.preset, dataset=a.dataset, data_root=a.data_root, seeds=seeds, steps=a.steps,
+    data_root = str(Path(a.data_root).expanduser().resolve()) if a.data_root else None  # the caller's folder's
+    exp = experiment(name, a.preset, dataset=a.dataset, data_root=data_root, seeds=seeds, steps=a.steps,
                      eval_every=a.eval_every, **extra)
     specs = seed_major(exp.specs)
     if a.configs:
@@ -67,7 +107,7 @@ def main(argv=None) -> int:
         if unknown:
             print(f"error: --configs: {', '.join(unknown)} not in {name}; choose from {', '.join(known)}",
                   file=sys.stderr)
-            return 2
+            return EXIT_USER_ERROR
         specs = [s for s in specs if s.label in labels]
     print(exp.describe(), flush=True)
     start = time.time()
@@ -86,9 +126,6 @@ def main(argv=None) -> int:
                 cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run,
                 stack=None if a.stack == "auto" else a.stack == "on", **exp.common)
         code = 0
-    except ConfigError as e:  # e.g. --executor ray without Ray installed, or a cluster that cannot be reached
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"SIGINT after {time.time() - start:.0f} s: no new run started; the running runs saved a checkpoint",
               flush=True)
