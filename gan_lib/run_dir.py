@@ -456,9 +456,10 @@ class RunDir:
             return f"no {name} checkpoint was written yet"
         return f"last good checkpoint at step {step} ({self.checkpoint_path(name)})"
 
-    def load_checkpoint(self, name: str = "last", map_location="cpu") -> dict:
+    def load_checkpoint(self, name: str = "last", map_location="cpu", advice: str | None = None) -> dict:
         """The verified checkpoint ``name``; when ``name.pt`` is damaged or missing, the previous one
-        (``name.prev.pt``) with a warning. `CheckpointError` naming the files when neither is usable."""
+        (``name.prev.pt``) with a warning. `CheckpointError` naming the files when neither is usable, with
+        ``advice`` (default, for ``last``: start the run over with --restart)."""
         path, prev = self.checkpoint_path(name), self.previous_checkpoint_path(name)
         problems = []
         for candidate in (path, prev):
@@ -479,9 +480,10 @@ class RunDir:
             return state
         if not problems:
             raise CheckpointError(f"no checkpoint {path} in {self.path}")
-        raise CheckpointError("; ".join(problems) + (". No usable checkpoint is left: start over with --restart "
-                                                     "(the folder is moved aside, not deleted)"
-                                                     if name == "last" else ""))
+        if advice is None and name == "last":
+            advice = "start over with --restart (the folder is moved aside, not deleted)"
+        raise CheckpointError("; ".join(problems) + (f". No usable {name} checkpoint is left: {advice}"
+                                                     if advice else ""))
 
     # --- samples ---
     def sample_path(self, step: int) -> Path:

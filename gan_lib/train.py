@@ -610,7 +610,8 @@ def _train(cfgs, runs, checkpoints, device, dataset, progress, callback, start):
     cfg = cfgs[0]
     n_images, B = len(dataset.images), cfg.batch_size
     if n_images < B:
-        raise ConfigError(f"dataset has {n_images} images, fewer than batch_size={B}")
+        raise ConfigError(f"dataset has {n_images} images, fewer than batch_size={B}: use more images, or a "
+                          f"smaller batch (--set batch_size=N)")
     channels = int(dataset.images.shape[1])
     resuming = start is not None
     state = TrainState(cfgs, channels, device, n_images, checkpoints if resuming else None)
@@ -814,8 +815,13 @@ def load_generator(run_dir: str | Path, checkpoint: str = "best", device: str = 
     run = RunDir(run_dir)
     name = checkpoint if run.has_checkpoint(checkpoint) or checkpoint != "best" else "last"
     if not run.has_checkpoint(name):
-        raise FileNotFoundError(f"no checkpoint {run.checkpoint_path(name)}")
-    ck = run.load_checkpoint(name, map_location=device)
+        tried = " nor last.pt" if name != checkpoint else ""
+        raise FileNotFoundError(f"{run.path} has no checkpoint to evaluate ({checkpoint}.pt{tried} missing in "
+                                f"{run.checkpoints_dir}): train the run to its first checkpoint (every ckpt_every "
+                                "steps), then evaluate it")
+    other = "last" if name == "best" else "best"
+    ck = run.load_checkpoint(name, map_location=device, advice=f"evaluate the other one with --checkpoint {other}"
+                             if run.has_checkpoint(other) else "the run has no other checkpoint to evaluate")
     cfg = TrainConfig.from_dict(ck["config"])
     G, _ = build_models(cfg, ck["channels"])
     G.load_state_dict(ck["generator"])

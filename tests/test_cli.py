@@ -133,3 +133,24 @@ def test_a_run_folder_that_cannot_be_created_is_one_line(capsys):
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot use /sys/kernel/gan_lib_run") and "Traceback" not in err
+
+
+def test_eval_says_what_to_do_without_a_usable_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "smoke", "--dataset", "synthetic", "--steps", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    best = out / "checkpoints" / "best.pt"
+    assert best.exists() and (out / "checkpoints" / "last.pt").exists()
+    best.write_bytes(b"damaged")
+    for f in (out / "checkpoints").glob("best.prev.pt"):
+        f.unlink()
+    assert main(["eval", str(out), "--metrics", "swd"]) == 2
+    err = capsys.readouterr().err
+    assert "No usable best checkpoint is left: evaluate the other one with --checkpoint last" in err
+    assert "--restart" not in err and "Traceback" not in err
+    for f in (out / "checkpoints").iterdir():
+        f.unlink()
+    assert main(["eval", str(out), "--metrics", "swd"]) == 2
+    err = capsys.readouterr().err
+    assert "has no checkpoint to evaluate (best.pt nor last.pt missing" in err and "train the run" in err

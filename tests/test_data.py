@@ -304,7 +304,7 @@ def test_empty_or_missing_folders_say_what_to_do(tmp_path):
         load_dataset("folder", tmp_path / "empty", cache_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_dataset("folder", tmp_path / "missing", cache_dir=tmp_path)
-    with pytest.raises(ValueError, match="needs root="):
+    with pytest.raises(ValueError, match="needs its folder of images.*--data-root PATH"):
         load_dataset("folder", cache_dir=tmp_path)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.jpg").write_bytes(b"garbage")

@@ -18,10 +18,11 @@ def load_folder(root=None, image_size=64, split="train", cache_dir=None, max_ima
     """Every image under ``root`` (sorted by relative path; ``max_images`` keeps the first N) as
     ``(N, 3, image_size, image_size)``."""
     if root is None:
-        raise DataError("the 'folder' dataset needs root=/path/to/images (a folder searched recursively)")
+        raise DataError("the 'folder' dataset needs its folder of images (searched recursively): --data-root PATH "
+                        "(root=PATH in Python)")
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r} for the 'folder' dataset: a folder has no official split, "
-                        f"use split='train' or 'all' (both mean every image in it)")
+                        f"use split 'train' or 'all' (both mean every image in it; --set split=all)")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist" if not root.exists()
@@ -29,6 +30,6 @@ def load_folder(root=None, image_size=64, split="train", cache_dir=None, max_ima
     names = list_images(root)
     if not names:
         raise DataError(f"no image files found under {root} (searched recursively for "
-                        f"{', '.join(IMAGE_EXTENSIONS)}); point root at the folder that holds the images")
+                        f"{', '.join(IMAGE_EXTENSIONS)}): pass the folder that holds the images (--data-root)")
     return load_image_files("folder", root, names, split, image_size, crop, cache_dir, max_images, progress,
                             workers, root=root.resolve())

@@ -92,8 +92,9 @@ def load_mnist(root=None, image_size=64, split="train", cache_dir=None, max_imag
     if missing:
         only = ", ".join(f"'{s}'" for s in present)
         raise FileNotFoundError(f"MNIST split {split!r} is not present in {folder}: only {only} "
-                                f"({', '.join(p.name for p in present.values())}). Use split={only.split(',')[0]} "
-                                f"or 'all', or add {FILES[missing[0]]}[.gz] to that folder.")
+                                f"({', '.join(p.name for p in present.values())}). Use split {only.split(',')[0]} "
+                                f"or 'all' (--set split={only.split(',')[0].strip(chr(39))}), or add "
+                                f"{FILES[missing[0]]}[.gz] to that folder.")
     digits = []
     for s in ("train", "test"):
         if s in wanted:
