@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from gan_lib.data import load_dataset  # noqa: E402
-from gan_lib.errors import EXIT_USER_ERROR, UserError  # noqa: E402
+from gan_lib.errors import report_user_errors  # noqa: E402
 from gan_lib.metrics.features import PRECISIONS, RandConvFeatures, extract_features  # noqa: E402
 from gan_lib.metrics.frechet import feature_statistics, frechet_distance  # noqa: E402
 from gan_lib.metrics.inception import InceptionFeatures, build_fid_inception  # noqa: E402
@@ -39,15 +39,7 @@ def timed(fn):
 
 
 def main(argv=None) -> int:
-    try:
-        benchmark(argv)
-    except UserError as e:  # e.g. a folder that is not CelebA: one line, as `python -m gan_lib`
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except (FileNotFoundError, NotADirectoryError) as e:  # e.g. a --data-root that does not exist
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    return 0
+    return report_user_errors(lambda: benchmark(argv))  # a user's mistake: one line, as `python -m gan_lib`
 
 
 def benchmark(argv=None):

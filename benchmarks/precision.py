@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_lib.config import PRESETS, make_config  # noqa: E402
-from gan_lib.errors import EXIT_USER_ERROR, UserError  # noqa: E402
+from gan_lib.errors import report_user_errors  # noqa: E402
 from gan_lib.run_dir import RunDir  # noqa: E402
 from gan_lib.train import train  # noqa: E402
 
@@ -25,15 +25,7 @@ COLUMNS = ("loss_d", "loss_g", "gp", "emd")
 
 
 def main(argv=None) -> int:
-    try:
-        compare(argv)
-    except UserError as e:  # a bad --model / --dataset / --steps, ...: one line, as `python -m gan_lib`
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except (FileNotFoundError, NotADirectoryError) as e:  # e.g. a --data-root that does not exist
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    return 0
+    return report_user_errors(lambda: compare(argv))  # a user's mistake: one line, as `python -m gan_lib`
 
 
 def compare(argv=None):

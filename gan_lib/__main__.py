@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from .config import CHOICES, PRESETS, ConfigError, make_config, parse_overrides
-from .errors import EXIT_USER_ERROR, UserError
+from .errors import report_user_errors
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
@@ -358,17 +358,7 @@ def main(argv=None) -> int:
     except SystemExit as e:  # argparse: --help (0) or a usage error (2, message already printed)
         return int(e.code or 0)
     try:
-        return args.func(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except (PermissionError, NotADirectoryError, IsADirectoryError) as e:  # a path the user chose is not usable
-        print(f"error: cannot use {e.filename} ({e.strerror}): pick a path you can write, or fix its permissions",
-              file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_user_errors(lambda: args.func(args))
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

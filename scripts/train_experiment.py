@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_lib.__main__ import add_executor_args, check_executor_args  # noqa: E402
 from gan_lib.config import PRESETS, ConfigError  # noqa: E402
-from gan_lib.errors import EXIT_USER_ERROR, UserError  # noqa: E402
+from gan_lib.errors import EXIT_USER_ERROR, report_user_errors  # noqa: E402
 from gan_lib.reproduce import EXPERIMENTS, select_notebooks  # noqa: E402
 from gan_lib.study import experiment, repo_path, run_all  # noqa: E402
 
@@ -81,14 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=None)
     add_executor_args(ap)  # --stack auto|on|off, --executor local|ray, --address, --cpus-per-run, --gpus-per-run
     a = ap.parse_args(argv)
-    try:
-        return train_notebook(a)
-    except UserError as e:  # a bad value (config, data, --executor ray without Ray, ...): one line, as gan_lib.__main__
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except (FileNotFoundError, NotADirectoryError) as e:  # e.g. a --data-root that does not exist
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return report_user_errors(lambda: train_notebook(a))  # a bad value: one line, as gan_lib.__main__
 
 
 def train_notebook(a: argparse.Namespace) -> int:
