@@ -127,7 +127,7 @@ def find_mnist_root(mnist_root: str | None = None) -> tuple[str | None, str]:
 
     root = find_root("GAN_LIB_MNIST", "MNIST", ok)
     if root is None:
-        return None, "MNIST not found; " + describe_search("GAN_LIB_MNIST", "MNIST").replace("\n", " ")
+        return None, "MNIST not found; " + describe_search("GAN_LIB_MNIST", "MNIST", flag="--mnist-root")
     return str(root), f"MNIST at {repo_relative(root)}"
 
 

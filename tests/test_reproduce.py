@@ -50,6 +50,7 @@ def test_find_mnist_root(mnist_root, tmp_path, monkeypatch):
     monkeypatch.setenv("GAN_LIB_MNIST", str(tmp_path / "nothing"))
     root, message = rp.find_mnist_root()
     assert root is None and "MNIST not found" in message and "GAN_LIB_MNIST" in message
+    assert "pass --mnist-root PATH" in message and "\n" not in message  # the CLI's option, one line
 
 
 def test_a_failing_notebook_is_recorded_and_the_others_go_on(tmp_path, monkeypatch, capsys):

@@ -123,7 +123,7 @@ def load_celeba(root=None, image_size=64, split="train", cache_dir=None, max_ima
     if root is None:
         root = find_celeba_root()
         if root is None:
-            raise FileNotFoundError(f"CelebA not found; {describe_search('GAN_LIB_CELEBA', 'celeba')}\n"
+            raise FileNotFoundError(f"CelebA not found; {describe_search('GAN_LIB_CELEBA', 'celeba')} "
                                     f"{HOW_TO_GET}")
     root = Path(root).expanduser()
     images, names = celeba_files(root, split)

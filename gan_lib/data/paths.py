@@ -31,7 +31,8 @@ def find_root(env_var: str, folder: str, accepts: Callable[[Path], bool]) -> Pat
     return None
 
 
-def describe_search(env_var: str, folder: str) -> str:
-    """Text for a 'not found' error: the places searched and how to point at the data."""
-    places = "\n".join(f"  {p}" for p in candidate_roots(env_var, folder))
-    return f"looked in:\n{places}\nPass root=... or set {env_var}=/path/to/{folder}."
+def describe_search(env_var: str, folder: str, flag: str = "--data-root") -> str:
+    """One line for a 'not found' error: the places searched and how to point at the data (``flag``: the CLI
+    option that does it)."""
+    places = ", ".join(str(p) for p in candidate_roots(env_var, folder))
+    return f"looked in {places}; pass {flag} PATH (root=PATH in Python) or set {env_var}=/path/to/{folder}."
