@@ -81,18 +81,26 @@ def config_from_args(args):
     return make_config(getattr(args, "preset", None) or "cpu", **overrides)
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds "0,1,2"`` -> [0, 1, 2]: distinct integers, each a valid ``seed`` (`ConfigError` otherwise)."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must list distinct seeds, e.g. 0,1,2; got {text!r}")
+    for seed in seeds:
+        make_config("smoke", seed=seed)  # the config's own rule for a seed
+    return seeds
+
+
 def seed_runs(args, cfg) -> tuple[list, list[str]]:
     """(configs, run folders) for ``--seeds a,b,c`` (``--out`` must contain ``{seed}``), else for ``cfg`` alone."""
     if not args.out.strip():
         raise ConfigError("--out is empty: name the run folder, e.g. --out runs/igan")
     if not args.seeds:
         return [cfg], [args.out.replace("{seed}", str(cfg.seed))]
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {args.seeds!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seeds must list distinct seeds, e.g. 0,1,2; got {args.seeds!r}")
+    seeds = parse_seeds(args.seeds)
     if len(seeds) > 1 and "{seed}" not in args.out:
         raise ConfigError(f"with several --seeds, --out must contain {{seed}} (one folder per seed), e.g. "
                           f"'{args.out.rstrip('/')}-s{{seed}}'")
@@ -233,6 +241,9 @@ def cmd_eval(args) -> int:
         print(note, flush=True)
     out = evaluate_run(run_dir, metrics=metrics, num_samples=args.num_samples, checkpoint=args.checkpoint,
                        device=args.device, data_root=args.data_root, progress=True)
+    if out.get("num_samples_asked"):
+        print(f"note: --num-samples {out['num_samples_asked']} is more than the {out['num_samples']} real images; "
+              f"used {out['num_samples']}", flush=True)
     print(f"{run_dir}: {out['checkpoint']}.pt (step {out['step']}), {out['num_samples']} samples, "
           f"{out['eval_sec']:.1f} s")
     for k, v in out["metrics"].items():
@@ -319,12 +330,7 @@ def cmd_reproduce(args) -> int:
 
     check_executor_args(args)
 
-    seeds = None
-    if args.seeds:
-        try:
-            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     import os
 
     os.environ["GAN_LIB_STACK"] = args.stack  # read by study.stack_default in the notebooks' kernels

@@ -212,7 +212,9 @@ class TrainConfig:
         if not self.metrics:
             return
         name = self.best_metric
-        if not any(m == name or m.startswith(name) or name.startswith(m + "_") for m in self.metrics):
+        levels = {f"swd_{2 ** k}" for k in range(4, self.image_size.bit_length())}  # SWD's levels: 16 .. image_size
+        if (not any(m == name or m.startswith(name + "_") or name.startswith(m + "_") for m in self.metrics)
+                or (name.startswith("swd_") and name not in levels)):
             raise ConfigError(f"best_metric={name!r} is not one of the evaluated metrics {list(self.metrics)} (or "
                               f"one of their parts, e.g. swd_32); checkpoints/best.pt follows it")
 
@@ -319,7 +321,8 @@ def parse_overrides(items: list[str] | None) -> dict:
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
+            raise ConfigError(f"--set expects key=value, got {item!r} (a list is one comma-separated value, e.g. "
+                              "metrics=swd,kid)")
         key, value = item.split("=", 1)
         key = key.strip().replace("-", "_")
         if key not in hints:

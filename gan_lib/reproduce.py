@@ -44,14 +44,19 @@ STATUS_FILE = "reproduce_status.json"
 
 
 def select_notebooks(only: str | list[str] | None) -> list[str]:
-    """``None`` -> all of `EXPERIMENTS`; else the notebooks named by number or name prefix: ``"01,03"``,
-    ``["02"]``, ``"03_stability"``. ConfigError for a name that matches none."""
-    if not only:
+    """``None`` -> all of `EXPERIMENTS`; else the notebooks named by number or by (a part of) their name:
+    ``"01,03"``, ``["02"]``, ``"03_stability"``, ``"mnist"``. ConfigError for a name that matches none or several,
+    and for an empty selection."""
+    if only is None:
         return list(EXPERIMENTS)
     items = [s.strip() for part in ([only] if isinstance(only, str) else only) for s in str(part).split(",")]
+    if not any(items):
+        raise ConfigError(f"--only is empty; name notebooks by number or name, e.g. 01,03 (of {list(EXPERIMENTS)}), "
+                          "or leave it out for all of them")
     chosen = []
     for item in filter(None, items):
-        match = [n for n in EXPERIMENTS if n == item or n.startswith(item.zfill(2) if item.isdigit() else item)]
+        match = [n for n in EXPERIMENTS if n == item or (n.startswith(item.zfill(2)) if item.isdigit() else
+                                                           item in n)]
         if len(match) != 1:
             raise ConfigError(f"--only {item!r} matches {len(match)} notebooks; choose from {list(EXPERIMENTS)} "
                               f"(by number, e.g. 01,03, or name)")
@@ -91,6 +96,8 @@ def choose_dataset(dataset: str | None = None, data_root: str | None = None) -> 
         ])
         return "synthetic", None, warning
     dataset = dataset or "celeba"
+    if dataset == "synthetic" and data_root is not None:
+        raise ConfigError("--dataset synthetic is built in and reads no folder: drop --data-root")
     if data_root is not None:
         data_root = str(Path(data_root).expanduser().resolve())
         if not Path(data_root).is_dir():
@@ -242,7 +249,7 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     threads = threads or (None if executor == "ray" else threads_for(jobs))  # Ray: OMP_NUM_THREADS = its CPUs
-    runs_root, results = Path(runs_root).resolve(), Path(results).resolve()
+    runs_root, results = Path(runs_root).expanduser().resolve(), Path(results).expanduser().resolve()
     for flag, path in (("--runs-root", runs_root), ("--results", results)):
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{flag} {path} is a file, not a folder: pass a folder (it is created when missing)")

@@ -153,13 +153,15 @@ def _now() -> str:
 
 STALE_AFTER = 1800.0  # seconds without a heartbeat after which a lock-less "running" run counts as stale
 RUN_FILES = ("config.json", "data.json", "metrics.csv", "evals.csv", "status.json")
+# What else a folder may hold before its run starts: the study runner's log and config hand-off, evaluations.
+NOT_FOREIGN = ("samples", "checkpoints", "train.log", "request.json", "eval_best.json", "eval_last.json")
 
 
 class RunDir:
     """Paths and (atomic) readers/writers of one run folder."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         self.config_path = self.path / "config.json"
         self.data_path = self.path / "data.json"
         self.metrics_path = self.path / "metrics.csv"
@@ -177,7 +179,10 @@ class RunDir:
         return f"RunDir({str(self.path)!r})"
 
     def check_path(self) -> "RunDir":
-        """`RunDirError` when the folder path cannot be a folder (it, or a parent, is a file)."""
+        """`RunDirError` when the folder path cannot be a folder (it, or a parent, is a file or a dangling symlink)."""
+        if self.path.is_symlink() and not self.path.exists():
+            raise RunDirError(f"run folder {self.path} is a symlink to {os.readlink(self.path)}, which does not exist: "
+                              "create it, or pass another folder (--out)")
         for p in (self.path, *self.path.parents):
             if p.exists() and not p.is_dir():
                 what = "is a file" if p == self.path else f"is inside {p}, which is a file"
@@ -246,6 +251,12 @@ class RunDir:
             return "resume"
         files = self.run_files()
         if not files:
+            foreign = sorted(p.name for p in self.path.iterdir() if not p.name.startswith(".")
+                             and p.name not in NOT_FOREIGN) if self.path.is_dir() else []
+            if foreign:  # a folder of other things (--out . or /tmp): a run would scatter its files among them
+                shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+                raise RunExists(f"{self.path} holds other files ({shown}) and no run: pass a new or empty folder, "
+                                f"e.g. {self.path / 'igan'} (--out)")
             return "new"
         state = self.read_status().get("state")
         if (config_matches is not None and state not in ("completed", "diverged") and self.config_path.exists()

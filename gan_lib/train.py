@@ -842,6 +842,9 @@ def evaluate_run(run_dir: str | Path, metrics=None, num_samples: int | None = No
     dev = resolve_device(device)
     G, cfg, step, name = load_generator(run_dir, checkpoint, device=str(dev))
     metrics = tuple(metrics or cfg.metrics)
+    if not metrics:
+        raise ConfigError(f"{run_dir} was trained with metrics=() and none were asked for: name them, e.g. "
+                          "--metrics swd kid_randconv")
     num_samples = num_samples or cfg.eval_num_samples
     if dataset is None:
         if data_root is not None:
@@ -859,10 +862,13 @@ def evaluate_run(run_dir: str | Path, metrics=None, num_samples: int | None = No
                 out.append(G(z).float().clamp_(-1, 1).cpu())
         return torch.cat(out)
 
+    asked, num_samples = num_samples, min(num_samples, len(dataset.images))  # as many as there are real images
     t0 = time.perf_counter()
     result = evaluate(generate, dataset, metrics=metrics, num_samples=num_samples, device=dev, progress=progress)
     result = {k: float(v) for k, v in result.items()}
     out = {"checkpoint": name, "step": step, "num_samples": num_samples, "metrics": result,
            "eval_sec": round(time.perf_counter() - t0, 3)}
+    if asked != num_samples:
+        out["num_samples_asked"] = asked  # more than the real set: every metric compares equal numbers
     atomic_write_text(Path(run_dir) / f"eval_{name}.json", json.dumps(out, indent=2) + "\n")
     return out

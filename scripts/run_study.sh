@@ -39,7 +39,7 @@ done
 
 cd "$(dirname "$0")/.."
 if [ -n "${RUN_STUDY_DRY_RUN:-}" ]; then
-    echo .venv/bin/python -m gan_lib reproduce "${args[@]}"
+    printf '%q ' .venv/bin/python -m gan_lib reproduce "${args[@]}"; echo
     exit 0
 fi
 bash scripts/setup.sh

@@ -14,7 +14,8 @@ stops the running runs, which save a checkpoint and mark themselves interrupted 
 no new run starts after it (exit code 130). One JSON line per run on stdout as it ends. ``--stack on`` trains each
 configuration's seeds as one stacked model (one job per configuration; ``auto``, the default: on a GPU only,
 `study.stack_default`). A bad argument (an unknown notebook or preset, a missing data folder, ...) prints one
-line ``error: ...`` on stderr and exits with code 2.
+line ``error: ...`` on stderr and exits with code 2; a run that fails makes the exit code 1 (the others go on).
+Relative paths are read against the folder it is started from.
 """
 from __future__ import annotations
 
@@ -27,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan_lib.__main__ import add_executor_args, check_executor_args  # noqa: E402
+from gan_lib.__main__ import add_executor_args, check_executor_args, parse_seeds  # noqa: E402
 from gan_lib.config import PRESETS, ConfigError  # noqa: E402
 from gan_lib.errors import EXIT_USER_ERROR, report_user_errors  # noqa: E402
 from gan_lib.reproduce import EXPERIMENTS, select_notebooks  # noqa: E402
-from gan_lib.study import experiment, repo_path, run_all  # noqa: E402
+from gan_lib.study import experiment, run_all  # noqa: E402
 
 
 def seed_major(specs: list) -> list:
@@ -49,19 +50,6 @@ def notebook_name(arg: str) -> str:
         raise ConfigError(f"notebook {arg!r} is not one notebook; give one of {', '.join(EXPERIMENTS)} "
                           f"(by number, e.g. 02, or name)")
     return names[0]
-
-
-def parse_seeds(arg: str | None) -> tuple | None:
-    """``"0,1,2"`` -> ``(0, 1, 2)``; None or "" -> None (the preset's seeds); ConfigError for anything else."""
-    if not arg:
-        return None
-    try:
-        seeds = tuple(int(s) for s in arg.split(",") if s.strip())
-    except ValueError:
-        seeds = ()
-    if not seeds:
-        raise ConfigError(f"--seeds expects comma-separated integers, e.g. 0,1,2; got {arg!r}")
-    return seeds
 
 
 def main(argv=None) -> int:
@@ -86,10 +74,15 @@ def main(argv=None) -> int:
 
 def train_notebook(a: argparse.Namespace) -> int:
     check_executor_args(a)
+    if a.threads is not None and a.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {a.threads}")
+    runs_root = Path(a.runs_root).expanduser().resolve()  # relative paths: the caller's folder's
+    if runs_root.exists() and not runs_root.is_dir():
+        raise ConfigError(f"--runs-root {runs_root} is a file, not a folder: pass a folder (created when missing)")
     name = notebook_name(a.notebook)
-    seeds = parse_seeds(a.seeds)
+    seeds = tuple(parse_seeds(a.seeds)) if a.seeds else None  # None: the preset's
     extra = {"split": a.split} if a.split else {}
-    data_root = str(Path(a.data_root).expanduser().resolve()) if a.data_root else None  # the caller's folder's
+    data_root = str(Path(a.data_root).expanduser().resolve()) if a.data_root else None
     exp = experiment(name, a.preset, dataset=a.dataset, data_root=data_root, seeds=seeds, steps=a.steps,
                      eval_every=a.eval_every, **extra)
     specs = seed_major(exp.specs)
@@ -104,21 +97,22 @@ def train_notebook(a: argparse.Namespace) -> int:
         specs = [s for s in specs if s.label in labels]
     print(exp.describe(), flush=True)
     start = time.time()
-    finished = []
+    finished, failed = [], []
 
     def report(outcome):
         finished.append(outcome["state"] in ("completed", "diverged"))
+        failed.append(outcome["state"] == "failed")
         print(json.dumps(dict(outcome, t=round(time.time() - start, 1))), flush=True)
 
     # A job started with `&` by a non-interactive shell inherits SIGINT ignored (gpu_check.sh starts this one
     # so): restore Python's KeyboardInterrupt so the deadline's SIGINT stops the queue.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        run_all(specs, exp.preset, runs_root=repo_path(a.runs_root), jobs=a.jobs,
+        run_all(specs, exp.preset, runs_root=runs_root, jobs=a.jobs,
                 threads=a.threads, progress=False, on_done=report, executor=a.executor, address=a.address,
                 cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run,
                 stack=None if a.stack == "auto" else a.stack == "on", **exp.common)
-        code = 0
+        code = 1 if any(failed) else 0  # a failed run (its reason is in its line above) fails the call
     except KeyboardInterrupt:
         print(f"SIGINT after {time.time() - start:.0f} s: no new run started; the running runs saved a checkpoint",
               flush=True)

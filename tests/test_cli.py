@@ -50,6 +50,16 @@ def test_train_then_eval(celeba_root, tmp_path, capsys):
     (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--eval-every", "0"], "eval_every must be >= 1"),
     (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--threads", "-2"], "--threads must be >= 1"),
     (["reproduce", "--preset", "smoke", "--data-root", "/no/such/folder"], "is not a folder"),
+    (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--data-root", "."], "drop --data-root"),
+    (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--seeds", "0,0"], "--seeds must list distinct"),
+    (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--seeds", " ,"], "--seeds must list distinct"),
+    (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--seeds", "99999999999999999999999"],
+     "seed must be an integer in"),
+    (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--only", ""], "--only is empty"),
+    (["reproduce", "--preset", "smoke", "--dataset", "synthetic", "--only", "_"], "--only '_' matches 5 notebooks"),
+    (["train", "--out", "x", "--set", "best_metric=swd_999"], "best_metric='swd_999' is not one of"),
+    (["train", "--out", "x", "--set", "best_metric=s"], "best_metric='s' is not one of"),
+    (["train", "--out", "x", "--set", "metrics=swd", "kid"], "a list is one comma-separated value"),
 ])
 def test_bad_arguments_exit_2_with_a_message(args, message, capsys):
     assert main(args) == 2
@@ -154,3 +164,42 @@ def test_eval_says_what_to_do_without_a_usable_checkpoint(tmp_path, capsys):
     assert main(["eval", str(out), "--metrics", "swd"]) == 2
     err = capsys.readouterr().err
     assert "has no checkpoint to evaluate (best.pt nor last.pt missing" in err and "train the run" in err
+
+
+def test_reproduce_only_takes_any_part_of_a_notebook_name():
+    from gan_lib.reproduce import select_notebooks
+
+    assert select_notebooks("mnist,stability") == ["03_stability", "04_mnist"]
+    assert select_notebooks("02,05_long") == ["02_involution_hyperparameters", "05_long_training"]
+    assert len(select_notebooks(None)) == 5
+
+
+def test_run_folders_that_are_not_runs_are_refused_and_tilde_is_home(tmp_path, monkeypatch, capsys):
+    """--out pointing at a dangling symlink, or at a folder of other things (it would scatter a run among them):
+    one line each; '~' in --out is the home folder even when the shell left it (--out=~/x)."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    base = ["train", "--preset", "smoke", "--dataset", "synthetic", "--steps", "2", "--no-progress"]
+    assert main(base + ["--out", str(tmp_path / "dangling")]) == 2
+    assert "is a symlink to" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "busy")]) == 2
+    err = capsys.readouterr().err
+    assert "holds other files (notes.txt) and no run: pass a new or empty folder" in err
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == [".lock", "notes.txt"] or \
+        sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert main(base + ["--out=~/run"]) == 0
+    assert (tmp_path / "home" / "run" / "status.json").exists()
+
+
+def test_eval_caps_the_samples_at_the_real_set_and_records_what_it_used(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "smoke", "--dataset", "synthetic", "--steps", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--metrics", "swd", "--num-samples", "100000"]) == 0
+    text = capsys.readouterr().out
+    result = json.loads((out / "eval_best.json").read_text())
+    assert result["num_samples"] == 256 and result["num_samples_asked"] == 100000  # smoke: max_images=256
+    assert "note: --num-samples 100000 is more than the 256 real images; used 256" in text

@@ -4,6 +4,7 @@ caller's folder. Every case fails at validation, before anything trains."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -82,7 +83,33 @@ def test_run_study_reads_relative_paths_against_the_callers_folder(study_copy, t
              "--data-root", "/abs/celeba", "--mnist-root=~/MNIST", "--jobs", "2", "--only", "01"],
             cwd=here, env={**os.environ, "RUN_STUDY_DRY_RUN": "1"})
     assert p.returncode == 0, p.stderr
-    assert p.stdout.split() == [".venv/bin/python", "-m", "gan_lib", "reproduce", "--runs-root", f"{here}/runs",
+    assert shlex.split(p.stdout) == [".venv/bin/python", "-m", "gan_lib", "reproduce", "--runs-root", f"{here}/runs",
                                 f"--results={here}/out/res", "--data-root", "/abs/celeba", "--mnist-root=~/MNIST",
                                 "--jobs", "2", "--only", "01"]
     assert not (study_copy / "SETUP_RAN").exists()
+
+
+def test_train_experiment_fails_when_a_run_fails_and_reads_paths_from_the_callers_folder(tmp_path):
+    """Every run failing (their run folders cannot be made) is exit 1, not 0; a --runs-root that is a file is a
+    one-line error; a relative --runs-root lands in the caller's folder."""
+    script = str(REPO / "scripts" / "train_experiment.py")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    base = ["01", "--preset", "smoke", "--dataset", "synthetic", "--steps", "2", "--eval-every", "2"]
+    out = subprocess.run([sys.executable, script, *base, "--runs-root", str(a_file)], capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 2 and "is a file, not a folder" in out.stderr and "Traceback" not in out.stderr
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "smoke").write_text("a file where the preset's folder goes")
+    out = subprocess.run([sys.executable, script, *base, "--runs-root", str(blocked), "--configs", "dcgan"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert '"state": "failed"' in out.stdout and "0 of 1 runs finished" in out.stdout
+    out = subprocess.run([sys.executable, script, *base, "--runs-root", "rr", "--configs", "dcgan"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (tmp_path / "rr" / "smoke" / "synthetic32" / "dcgan-s0" / "status.json").exists()
+    out = subprocess.run([sys.executable, script, *base, "--threads", "0"], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert out.returncode == 2 and "--threads must be >= 1" in out.stderr
