@@ -16,8 +16,10 @@ Ctrl-C exits with code 130 after saying how to resume.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .config import CHOICES, PRESETS, ConfigError, make_config, parse_overrides
@@ -123,6 +125,9 @@ def cmd_train(args) -> int:
               f"{cfg.batch_size}, {cfg.steps} steps, {cfg.precision}) on {cfg.dataset} -> {run.path}", flush=True)
     if len(runs) > 1:
         print(f"{len(runs)} seeds stacked into one model", flush=True)
+    note = heavy_note(cfgs[0])
+    if note:
+        print(note, flush=True)
     t0 = time.time()
     try:
         statuses = train_seeds(cfgs, [r.path for r in runs], progress=not args.no_progress, restart=args.restart)
@@ -131,6 +136,17 @@ def cmd_train(args) -> int:
         return EXIT_INTERRUPTED
     print("\n\n".join(summary(r.path, time.time() - t0) for r in runs))
     return 0 if all(st["state"] in ("completed", "diverged") for st in statuses) else 1
+
+
+def heavy_note(cfg) -> str | None:
+    """A line before a run that this machine will take very long over: the paper's shape on a CPU."""
+    from .train import resolve_device
+
+    if resolve_device(cfg.device).type == "cpu" and cfg.image_size == 64 and cfg.steps >= 10_000:
+        return (f"note: {cfg.steps} steps at the paper's shape (64x64, width {cfg.width}) on a CPU take 15 hours to "
+                "days (1-9 s a step on the 2-core CPUs of README 'Speed'); the cpu preset (--preset cpu) is the CPU "
+                "study")
+    return None
 
 
 def describe_start(run, cfg, restart: bool = False) -> str:
@@ -331,8 +347,10 @@ def cmd_reproduce(args) -> int:
     check_executor_args(args)
 
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-    import os
-
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if args.executor == "local" and args.jobs > cores:
+        print(f"note: --jobs {args.jobs} runs at a time on {cores} cores: each gets one thread and they share the "
+              "cores", flush=True)
     os.environ["GAN_LIB_STACK"] = args.stack  # read by study.stack_default in the notebooks' kernels
     status = reproduce(args.preset, only=args.only, dataset=args.dataset, data_root=args.data_root,
                        mnist_root=args.mnist_root, jobs=args.jobs, threads=args.threads, runs_root=args.runs_root,
@@ -357,12 +375,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """How the CLI shows a Python warning: ``warning: <message>``, one line (not the file, line and source)."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2, message already printed)
         return int(e.code or 0)
+    warnings.formatwarning = one_line_warning
     try:
         return report_user_errors(lambda: args.func(args))
     except KeyboardInterrupt:

@@ -47,7 +47,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' but no CUDA device is available; use device=auto or cpu")
+        raise ConfigError("device cuda asked for, but no CUDA device is available: use --device auto or cpu "
+                          "(device= in a config)")
     return torch.device(name)
 
 

@@ -203,3 +203,27 @@ def test_eval_caps_the_samples_at_the_real_set_and_records_what_it_used(tmp_path
     result = json.loads((out / "eval_best.json").read_text())
     assert result["num_samples"] == 256 and result["num_samples_asked"] == 100000  # smoke: max_images=256
     assert "note: --num-samples 100000 is more than the 256 real images; used 256" in text
+
+
+def test_the_cli_shows_a_python_warning_as_one_line(tmp_path):
+    import os
+
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"),  # no Inception weights: FID is left out, warned
+           "GAN_LIB_INCEPTION_WEIGHTS": str(tmp_path / "none.pth")}
+    proc = subprocess.run([sys.executable, "-m", "gan_lib", "train", "--preset", "smoke", "--dataset", "synthetic",
+                           "--steps", "2", "--out", str(tmp_path / "r"), "--set", "metrics=swd,fid", "--no-progress"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr
+    lines = [ln for ln in err.splitlines() if "fid" in ln.lower()]
+    assert lines and all(ln.startswith("warning: ") for ln in lines), err
+    assert "UserWarning" not in err and ".py:" not in err
+
+
+def test_a_run_at_the_papers_shape_on_a_cpu_gets_a_note():
+    from gan_lib.__main__ import heavy_note
+    from gan_lib.config import make_config
+
+    assert "on a CPU take 15 hours to days" in heavy_note(make_config("paper", device="cpu"))
+    assert heavy_note(make_config("cpu", device="cpu")) is None
+    assert heavy_note(make_config("paper", device="cpu", steps=500)) is None

@@ -50,7 +50,8 @@ def _missing_message(where: Path, how: str) -> str:
     return (f"FID Inception weights {FID_WEIGHTS_FILE} not found at {where} ({how}). "
             f"Put the file at {default_weights_path()} (the torch hub cache, $TORCH_HOME/hub/checkpoints), "
             f"or set {WEIGHTS_ENV}=/path/to/{FID_WEIGHTS_FILE} (or pass weights=...). The file is pytorch-fid's "
-            f"{FID_WEIGHTS_URL} (download it where there is internet, or pass allow_download=True).")
+            f"{FID_WEIGHTS_URL}: `python -m gan_lib weights fetch` downloads and checks it where there is internet "
+            f"(allow_download=True in Python).")
 
 
 def find_inception_weights(weights: str | os.PathLike | None = None) -> Path | None:
