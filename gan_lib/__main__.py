@@ -245,7 +245,8 @@ def cmd_eval(args) -> int:
         check_metric_names(metrics, "--metrics")
         from .metrics.evaluate import available_metrics
 
-        missing = [m for m in metrics if not available_metrics()[m]]
+        available = available_metrics()
+        missing = [m for m in metrics if not available[m]]
         if missing:  # asked for by name: an error (a run's own config only warns and leaves them out)
             raise ConfigError(f"--metrics {' '.join(missing)} needs pytorch-fid's Inception weights, not found: "
                               "fetch them with 'python -m gan_lib weights fetch' (see README, 'How to get FID'), "
@@ -347,7 +348,9 @@ def cmd_reproduce(args) -> int:
     check_executor_args(args)
 
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from .study import cpu_cores
+
+    cores = cpu_cores()
     if args.executor == "local" and args.jobs > cores:
         print(f"note: --jobs {args.jobs} runs at a time on {cores} cores: each gets one thread and they share the "
               "cores", flush=True)

@@ -64,6 +64,21 @@ def select_notebooks(only: str | list[str] | None) -> list[str]:
     return [n for n in EXPERIMENTS if n in chosen]
 
 
+def folder_arg(flag: str, path: str | Path) -> Path:
+    """A folder option's value as an absolute path (``~`` expanded, relative to the current folder); `ConfigError`
+    when it names a file (a missing folder is fine: it is created)."""
+    path = Path(path).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a folder: pass a folder (it is created when missing)")
+    return path
+
+
+def check_threads(threads: int | None) -> None:
+    """`ConfigError` unless ``--threads`` is unset or >= 1."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+
+
 def boxed(lines: list[str], width: int = 78) -> str:
     """The lines in a box of '#' (a warning that cannot be missed in a log)."""
     import textwrap
@@ -246,15 +261,13 @@ def reproduce(preset: str = "cpu", *, only=None, dataset: str | None = None, dat
     dataset, data_root, warning = choose_dataset(dataset, data_root)
     overrides = {k: v for k, v in dict(steps=steps, eval_every=eval_every).items() if v is not None}
     make_config(preset, dataset=dataset, data_root=data_root, **overrides)  # bad values: one error, up front
-    if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    check_threads(threads)
     threads = threads or (None if executor == "ray" else threads_for(jobs))  # Ray: OMP_NUM_THREADS = its CPUs
-    runs_root, results = Path(runs_root).expanduser().resolve(), Path(results).expanduser().resolve()
-    for flag, path in (("--runs-root", runs_root), ("--results", results)):
-        if path.exists() and not path.is_dir():
-            raise ConfigError(f"{flag} {path} is a file, not a folder: pass a folder (it is created when missing)")
-    if MNIST_NOTEBOOK in names and mnist_root is not None and find_mnist_root(mnist_root)[0] is None:
-        raise ConfigError(f"--mnist-root: {find_mnist_root(mnist_root)[1]}")
+    runs_root, results = folder_arg("--runs-root", runs_root), folder_arg("--results", results)
+    if MNIST_NOTEBOOK in names and mnist_root is not None:
+        found, message = find_mnist_root(mnist_root)
+        if found is None:
+            raise ConfigError(f"--mnist-root: {message}")
     base = results / preset
     base.mkdir(parents=True, exist_ok=True)
     status_path = base / STATUS_FILE

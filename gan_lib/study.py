@@ -369,13 +369,16 @@ def repo_path(path: str | Path) -> Path:
     return path if path.is_absolute() else REPO / path
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells, else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def threads_for(jobs: int, cores: int | None = None) -> int | None:
     """Torch threads per run: ``max(1, cores // jobs)`` when runs train in parallel, else None (torch's default)."""
     if jobs <= 1:
         return None
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // jobs)
+    return max(1, (cores or cpu_cores()) // jobs)
 
 
 # What §5.3 reports for each stability configuration (label -> claim), for the notebooks' comparison.

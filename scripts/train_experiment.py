@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_lib.__main__ import add_executor_args, check_executor_args, parse_seeds  # noqa: E402
 from gan_lib.config import PRESETS, ConfigError  # noqa: E402
-from gan_lib.errors import EXIT_USER_ERROR, report_user_errors  # noqa: E402
-from gan_lib.reproduce import EXPERIMENTS, select_notebooks  # noqa: E402
+from gan_lib.errors import report_user_errors  # noqa: E402
+from gan_lib.reproduce import EXPERIMENTS, check_threads, folder_arg, select_notebooks  # noqa: E402
 from gan_lib.study import experiment, run_all  # noqa: E402
 
 
@@ -74,11 +74,8 @@ def main(argv=None) -> int:
 
 def train_notebook(a: argparse.Namespace) -> int:
     check_executor_args(a)
-    if a.threads is not None and a.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {a.threads}")
-    runs_root = Path(a.runs_root).expanduser().resolve()  # relative paths: the caller's folder's
-    if runs_root.exists() and not runs_root.is_dir():
-        raise ConfigError(f"--runs-root {runs_root} is a file, not a folder: pass a folder (created when missing)")
+    check_threads(a.threads)
+    runs_root = folder_arg("--runs-root", a.runs_root)  # relative paths: the caller's folder's
     name = notebook_name(a.notebook)
     seeds = tuple(parse_seeds(a.seeds)) if a.seeds else None  # None: the preset's
     extra = {"split": a.split} if a.split else {}
@@ -91,9 +88,7 @@ def train_notebook(a: argparse.Namespace) -> int:
         known = list(dict.fromkeys(s.label for s in exp.specs))
         unknown = [c for c in labels if c not in known]
         if unknown:
-            print(f"error: --configs: {', '.join(unknown)} not in {name}; choose from {', '.join(known)}",
-                  file=sys.stderr)
-            return EXIT_USER_ERROR
+            raise ConfigError(f"--configs: {', '.join(unknown)} not in {name}; choose from {', '.join(known)}")
         specs = [s for s in specs if s.label in labels]
     print(exp.describe(), flush=True)
     start = time.time()

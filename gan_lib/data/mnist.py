@@ -90,11 +90,10 @@ def load_mnist(root=None, image_size=64, split="train", cache_dir=None, max_imag
     wanted = list(present) if split == "all" else [split]
     missing = [s for s in wanted if s not in present]
     if missing:
-        only = ", ".join(f"'{s}'" for s in present)
+        only, first = ", ".join(f"'{s}'" for s in present), next(iter(present))
         raise FileNotFoundError(f"MNIST split {split!r} is not present in {folder}: only {only} "
-                                f"({', '.join(p.name for p in present.values())}). Use split {only.split(',')[0]} "
-                                f"or 'all' (--set split={only.split(',')[0].strip(chr(39))}), or add "
-                                f"{FILES[missing[0]]}[.gz] to that folder.")
+                                f"({', '.join(p.name for p in present.values())}). Use split '{first}' "
+                                f"or 'all' (--set split={first}), or add {FILES[missing[0]]}[.gz] to that folder.")
     digits = []
     for s in ("train", "test"):
         if s in wanted:

@@ -141,13 +141,10 @@ def describe_outcomes(summary: pd.DataFrame, claims: dict | None = None, metric:
         high_all = g[np.isfinite(g["gp_high_step"])]
         high = high_all[high_all["state"] != "diverged"]
         before = high_all[high_all["state"] == "diverged"]
-        if len(high):
-            at = ", ".join(f"seed {int(r.seed)} from step {int(r.gp_high_step)}" for r in high.itertuples())
-            line += (f"; GP above {GP_HIGH:g} for {GP_HIGH_WINDOW} steps without stopping the run in "
-                     f"{len(high)}/{n} ({at})")
-        if len(before):
-            at = ", ".join(f"seed {int(r.seed)} from step {int(r.gp_high_step)}" for r in before.itertuples())
-            line += f"; GP above {GP_HIGH:g} for {GP_HIGH_WINDOW} steps before diverging in {len(before)}/{n} ({at})"
+        for runs, when in ((high, "without stopping the run"), (before, "before diverging")):
+            if len(runs):
+                at = ", ".join(f"seed {int(r.seed)} from step {int(r.gp_high_step)}" for r in runs.itertuples())
+                line += f"; GP above {GP_HIGH:g} for {GP_HIGH_WINDOW} steps {when} in {len(runs)}/{n} ({at})"
         if metric is not None and len(base) and label != baseline:
             beside = _beside_baseline(g, base, metric)
             line += f"; {beside}" if beside else ""
